@@ -1,0 +1,78 @@
+// Settings, read and validated once. A missing or malformed setting fails fast with its name.
+
+export interface Config {
+  /** The ID scope devices use, e.g. 0ne00000A0A. */
+  idScope: string;
+  /** Table Storage connection string (`UseDevelopmentStorage=true` for Azurite). */
+  tablesConnectionString: string;
+  tablePrefix: string;
+  /** 32-byte master key for the local key provider (base64). */
+  masterKey: Buffer;
+  /** How long a register PUT waits for the IoT hub before answering `assigning`. */
+  registerBudgetMs: number;
+  retryAfterSeconds: number;
+  /** TTL of the per-instance caches of enrollment groups and linked hubs. */
+  cacheTtlMs: number;
+  /** Extra CA certificate (PEM file) to trust for IoT hub connections, e.g. the dev hub emulator's. */
+  hubCaFile?: string;
+  /** Key of the root access policy `provisioningserviceowner` (all rights); the service API is closed without it. */
+  serviceOwnerKey?: string;
+  /** Host names a service token's `sr` may name; empty: the request's Host header. */
+  serviceHostNames: string[];
+}
+
+export class ConfigError extends Error {}
+
+type Env = Record<string, string | undefined>;
+
+export function loadConfig(env: Env = process.env): Config {
+  const masterKey = Buffer.from(required(env, 'DPS_MASTER_KEY'), 'base64');
+  if (masterKey.length !== 32) throw new ConfigError('DPS_MASTER_KEY must be the base64 of 32 random bytes.');
+  const hubCaFile = env.DPS_HUB_CA_FILE?.trim();
+  const serviceOwnerKey = env.DPS_SERVICE_OWNER_KEY?.trim();
+  if (serviceOwnerKey && !/^[A-Za-z0-9+/]+={0,2}$/.test(serviceOwnerKey)) {
+    throw new ConfigError('DPS_SERVICE_OWNER_KEY must be base64 (e.g. of 32 random bytes).');
+  }
+  return {
+    idScope: required(env, 'DPS_ID_SCOPE'),
+    tablesConnectionString: env.DPS_TABLES_CONNECTION_STRING?.trim() || required(env, 'AzureWebJobsStorage'),
+    tablePrefix: matching(env, 'DPS_TABLE_PREFIX', 'dps', /^[A-Za-z][A-Za-z0-9]{0,40}$/),
+    masterKey,
+    registerBudgetMs: integer(env, 'DPS_REGISTER_BUDGET_MS', 5000),
+    retryAfterSeconds: integer(env, 'DPS_RETRY_AFTER_SECONDS', 3),
+    cacheTtlMs: integer(env, 'DPS_CACHE_TTL_MS', 5000),
+    ...(hubCaFile ? { hubCaFile } : {}),
+    ...(serviceOwnerKey ? { serviceOwnerKey } : {}),
+    serviceHostNames: (env.DPS_SERVICE_HOSTNAMES ?? '')
+      .split(',')
+      .map((h) => h.trim())
+      .filter((h) => h !== ''),
+  };
+}
+
+function required(env: Env, key: string): string {
+  const value = env[key]?.trim();
+  if (!value) throw new ConfigError(`The setting ${key} is required but not set.`);
+  return value;
+}
+
+function integer(env: Env, key: string, fallback: number): number {
+  const raw = env[key]?.trim();
+  if (!raw) return fallback;
+  if (!/^\d+$/.test(raw)) throw new ConfigError(`The setting ${key} must be a whole number, not '${raw}'.`);
+  return Number(raw);
+}
+
+function matching(env: Env, key: string, fallback: string, pattern: RegExp): string {
+  const value = env[key]?.trim() || fallback;
+  if (!pattern.test(value)) throw new ConfigError(`The setting ${key} ('${value}') must match ${pattern}.`);
+  return value;
+}
+
+let current: Config | undefined;
+
+/** The process's configuration, read from the environment on first use. */
+export function config(): Config {
+  current ??= loadConfig();
+  return current;
+}

@@ -1,0 +1,28 @@
+// Device registration states and operations as the device API returns them (reference/dps-protocol.md §1.4–1.5).
+
+export type RegistrationStatus = 'unassigned' | 'assigning' | 'assigned' | 'failed' | 'disabled';
+export type Substatus =
+  'initialAssignment' | 'deviceDataMigrated' | 'deviceDataReset' | 'reprovisionedToInitialAssignment';
+
+export interface DeviceRegistrationResult {
+  registrationId: string;
+  createdDateTimeUtc?: string;
+  assignedHub?: string;
+  deviceId?: string;
+  status: RegistrationStatus;
+  substatus?: Substatus;
+  errorCode?: number;
+  errorMessage?: string;
+  lastUpdatedDateTimeUtc?: string;
+  etag?: string;
+  payload?: unknown;
+  symmetricKey?: { enrollmentGroupId?: string };
+}
+
+export interface RegistrationOperationStatus {
+  operationId: string;
+  status: RegistrationStatus;
+  registrationState: DeviceRegistrationResult;
+}
+
+export const isTerminal = (status: RegistrationStatus): boolean => status !== 'assigning';

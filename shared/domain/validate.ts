@@ -1,0 +1,316 @@
+// Validation of enrollment JSON from the service API into domain types: every error names its field, unknown fields
+// are rejected (a typo must not be silently dropped), read-only fields are accepted and ignored.
+import { X509Certificate } from 'node:crypto';
+
+import { badRequest } from '../errors';
+import { isPlainObject } from '../http/request';
+import type {
+  AllocationPolicy,
+  AttestationMechanism,
+  EnrollmentCommon,
+  EnrollmentGroup,
+  IndividualEnrollment,
+  InitialTwin,
+  ReprovisionPolicy,
+  TwinCollection,
+} from './enrollment';
+import { assertRegistrationId } from './registrationId';
+
+type Json = Record<string, unknown>;
+
+const COMMON_FIELDS = [
+  'attestation',
+  'capabilities',
+  'iotHubHostName',
+  'initialTwin',
+  'etag',
+  'provisioningStatus',
+  'reprovisionPolicy',
+  'createdDateTimeUtc',
+  'lastUpdatedDateTimeUtc',
+  'allocationPolicy',
+  'iotHubs',
+  'customAllocationDefinition',
+  'credentialPolicyName',
+];
+const INDIVIDUAL_FIELDS = new Set([
+  ...COMMON_FIELDS,
+  'registrationId',
+  'deviceId',
+  'registrationState',
+  'optionalDeviceInformation',
+]);
+const GROUP_FIELDS = new Set([...COMMON_FIELDS, 'enrollmentGroupId']);
+const POLICIES: readonly AllocationPolicy[] = ['hashed', 'geoLatency', 'static', 'custom'];
+
+export const invalid = (field: string, problem: string) => badRequest(`Invalid field '${field}': ${problem}`, 4);
+
+export function parseIndividualEnrollment(body: unknown, pathId: string): IndividualEnrollment {
+  const json = object(body, 'body');
+  rejectUnknown(json, INDIVIDUAL_FIELDS, '');
+  const registrationId = idFrom(json, 'registrationId', pathId);
+  const deviceId = optionalString(json, 'deviceId');
+  if (deviceId !== undefined && !/^[A-Za-z0-9\-.%_*?!(),:=@$']{1,128}$/.test(deviceId)) {
+    throw invalid('deviceId', "use 1-128 ASCII letters, digits and - . % _ * ? ! ( ) , : = @ $ '.");
+  }
+  const optionalDeviceInformation = json.optionalDeviceInformation;
+  return {
+    registrationId,
+    ...(deviceId !== undefined ? { deviceId } : {}),
+    ...parseCommon(json, false),
+    ...(optionalDeviceInformation !== undefined && optionalDeviceInformation !== null
+      ? { optionalDeviceInformation: twinCollection(optionalDeviceInformation, 'optionalDeviceInformation') }
+      : {}),
+  };
+}
+
+export function parseEnrollmentGroup(body: unknown, pathId: string): EnrollmentGroup {
+  const json = object(body, 'body');
+  rejectUnknown(json, GROUP_FIELDS, '');
+  return { enrollmentGroupId: idFrom(json, 'enrollmentGroupId', pathId), ...parseCommon(json, true) };
+}
+
+/** The body's ID (the path's when absent): both must name the same enrollment, case-insensitively. */
+function idFrom(json: Json, field: 'registrationId' | 'enrollmentGroupId', pathId: string): string {
+  const id = optionalString(json, field) ?? pathId;
+  if (id.toLowerCase() !== pathId.toLowerCase()) throw invalid(field, `'${id}' does not match the path ('${pathId}').`);
+  return assertRegistrationId(id, field);
+}
+
+function parseCommon(json: Json, group: boolean): EnrollmentCommon {
+  const result: EnrollmentCommon = { attestation: parseAttestation(json.attestation, group) };
+  const capabilities = json.capabilities;
+  if (capabilities !== undefined && capabilities !== null) {
+    const c = object(capabilities, 'capabilities');
+    rejectUnknown(c, new Set(['iotEdge']), 'capabilities.');
+    result.capabilities = { iotEdge: optionalBoolean(c, 'iotEdge', 'capabilities.iotEdge') ?? false };
+  }
+  const hub = optionalString(json, 'iotHubHostName');
+  if (hub) result.iotHubHostName = hub;
+  if (json.initialTwin !== undefined && json.initialTwin !== null) result.initialTwin = parseTwin(json.initialTwin);
+  const status = optionalString(json, 'provisioningStatus');
+  if (status !== undefined) {
+    if (status !== 'enabled' && status !== 'disabled')
+      throw invalid('provisioningStatus', "must be 'enabled' or 'disabled'.");
+    result.provisioningStatus = status;
+  } else result.provisioningStatus = 'enabled';
+  if (json.reprovisionPolicy !== undefined && json.reprovisionPolicy !== null) {
+    result.reprovisionPolicy = parseReprovision(json.reprovisionPolicy);
+  }
+  const policy = optionalString(json, 'allocationPolicy');
+  if (policy !== undefined) {
+    if (!POLICIES.includes(policy as AllocationPolicy))
+      throw invalid('allocationPolicy', `must be one of ${POLICIES.join(', ')}.`);
+    result.allocationPolicy = policy as AllocationPolicy;
+  }
+  if (json.iotHubs !== undefined && json.iotHubs !== null) {
+    if (!Array.isArray(json.iotHubs) || !json.iotHubs.every((h): h is string => typeof h === 'string' && h !== '')) {
+      throw invalid('iotHubs', 'must be an array of IoT hub host names.');
+    }
+    result.iotHubs = json.iotHubs;
+  }
+  if (json.customAllocationDefinition !== undefined && json.customAllocationDefinition !== null) {
+    const d = object(json.customAllocationDefinition, 'customAllocationDefinition');
+    rejectUnknown(d, new Set(['webhookUrl', 'apiVersion']), 'customAllocationDefinition.');
+    const webhookUrl = requiredString(d, 'webhookUrl', 'customAllocationDefinition.webhookUrl');
+    if (!/^https?:\/\//i.test(webhookUrl))
+      throw invalid('customAllocationDefinition.webhookUrl', 'must be an http(s) URL.');
+    result.customAllocationDefinition = {
+      webhookUrl,
+      apiVersion: requiredString(d, 'apiVersion', 'customAllocationDefinition.apiVersion'),
+    };
+  }
+  if (result.allocationPolicy === 'custom' && !result.customAllocationDefinition) {
+    throw invalid('customAllocationDefinition', "is required when allocationPolicy is 'custom'.");
+  }
+  const named = result.iotHubs?.length ? result.iotHubs.length : result.iotHubHostName ? 1 : 0;
+  if (result.allocationPolicy === 'static' && named !== 1) {
+    throw invalid('iotHubs', "must name exactly one IoT hub when allocationPolicy is 'static'.");
+  }
+  return result;
+}
+
+function parseAttestation(value: unknown, group: boolean): AttestationMechanism {
+  if (value === undefined || value === null) throw invalid('attestation', 'is required.');
+  const a = object(value, 'attestation');
+  rejectUnknown(a, new Set(['type', 'tpm', 'x509', 'symmetricKey']), 'attestation.');
+  const type = requiredString(a, 'type', 'attestation.type');
+  // A block for another type would be dropped silently: say so instead.
+  for (const other of ['tpm', 'x509', 'symmetricKey']) {
+    if (other !== type && a[other] !== undefined && a[other] !== null) {
+      throw invalid(`attestation.${other}`, `does not go with attestation.type '${type}'.`);
+    }
+  }
+  switch (type) {
+    case 'symmetricKey': {
+      const keys =
+        a.symmetricKey === undefined || a.symmetricKey === null
+          ? {}
+          : object(a.symmetricKey, 'attestation.symmetricKey');
+      rejectUnknown(keys, new Set(['primaryKey', 'secondaryKey']), 'attestation.symmetricKey.');
+      const primaryKey = symmetricKey(keys, 'primaryKey');
+      const secondaryKey = symmetricKey(keys, 'secondaryKey');
+      return {
+        type,
+        symmetricKey: { ...(primaryKey ? { primaryKey } : {}), ...(secondaryKey ? { secondaryKey } : {}) },
+      };
+    }
+    case 'tpm': {
+      if (group) throw invalid('attestation.type', 'TPM attestation is only available for individual enrollments.');
+      const tpm = object(a.tpm, 'attestation.tpm');
+      rejectUnknown(tpm, new Set(['endorsementKey', 'storageRootKey']), 'attestation.tpm.');
+      const endorsementKey = base64(
+        requiredString(tpm, 'endorsementKey', 'attestation.tpm.endorsementKey'),
+        'attestation.tpm.endorsementKey',
+      );
+      const srk = optionalString(tpm, 'storageRootKey', 'attestation.tpm.storageRootKey');
+      return {
+        type,
+        tpm: { endorsementKey, ...(srk ? { storageRootKey: base64(srk, 'attestation.tpm.storageRootKey') } : {}) },
+      };
+    }
+    case 'x509':
+      return { type, x509: parseX509(a.x509, group) };
+    case 'none':
+      return { type };
+    default:
+      throw invalid('attestation.type', "must be 'symmetricKey', 'x509', 'tpm' or 'none'.");
+  }
+}
+
+/** DPS symmetric keys are base64 of 16 to 64 bytes (reference/dps-protocol.md §2.2). */
+function symmetricKey(keys: Json, name: string): string | undefined {
+  const field = `attestation.symmetricKey.${name}`;
+  const value = optionalString(keys, name, field);
+  if (value === undefined || value === '') return undefined;
+  const bytes = base64Bytes(value, field);
+  if (bytes.length < 16 || bytes.length > 64)
+    throw invalid(field, `must be base64 of 16 to 64 bytes (got ${bytes.length}).`);
+  return value;
+}
+
+function parseX509(value: unknown, group: boolean): Record<string, unknown> {
+  const x = object(value, 'attestation.x509');
+  const allowed = group ? ['signingCertificates', 'caReferences'] : ['clientCertificates', 'caReferences'];
+  rejectUnknown(x, new Set(allowed), 'attestation.x509.');
+  const result: Record<string, unknown> = {};
+  for (const name of ['clientCertificates', 'signingCertificates'] as const) {
+    if (x[name] === undefined || x[name] === null) continue;
+    const pair = object(x[name], `attestation.x509.${name}`);
+    rejectUnknown(pair, new Set(['primary', 'secondary']), `attestation.x509.${name}.`);
+    const parsed: Record<string, unknown> = {};
+    for (const which of ['primary', 'secondary'] as const) {
+      if (pair[which] === undefined || pair[which] === null) continue;
+      const field = `attestation.x509.${name}.${which}`;
+      const entry = object(pair[which], field);
+      rejectUnknown(entry, new Set(['certificate', 'info']), `${field}.`);
+      const certificate = requiredString(entry, 'certificate', `${field}.certificate`);
+      parsed[which] = { certificate, info: certificateInfo(certificate, `${field}.certificate`) };
+    }
+    if (!parsed.primary) throw invalid(`attestation.x509.${name}.primary`, 'is required.');
+    result[name] = parsed;
+  }
+  if (x.caReferences !== undefined && x.caReferences !== null) {
+    const refs = object(x.caReferences, 'attestation.x509.caReferences');
+    rejectUnknown(refs, new Set(['primary', 'secondary']), 'attestation.x509.caReferences.');
+    const primary = requiredString(refs, 'primary', 'attestation.x509.caReferences.primary');
+    const secondary = optionalString(refs, 'secondary', 'attestation.x509.caReferences.secondary');
+    result.caReferences = { primary, ...(secondary ? { secondary } : {}) };
+  }
+  if (Object.keys(result).length === 0) {
+    throw invalid(
+      'attestation.x509',
+      `needs ${group ? 'signingCertificates or caReferences' : 'clientCertificates or caReferences'}.`,
+    );
+  }
+  return result;
+}
+
+/** The service-populated `X509CertificateInfo` of a PEM or bare base64 DER certificate (C# sends the latter). */
+export function certificateInfo(certificate: string, field: string): Record<string, unknown> {
+  let cert: X509Certificate;
+  try {
+    cert = new X509Certificate(certificate.includes('-----BEGIN') ? certificate : Buffer.from(certificate, 'base64'));
+  } catch {
+    throw invalid(field, 'is not a PEM or base64 DER X.509 certificate.');
+  }
+  return {
+    subjectName: cert.subject.split('\n').join(', '),
+    sha1Thumbprint: cert.fingerprint.replace(/:/g, ''),
+    sha256Thumbprint: cert.fingerprint256.replace(/:/g, ''),
+    issuerName: cert.issuer.split('\n').join(', '),
+    notBeforeUtc: new Date(cert.validFrom).toISOString(),
+    notAfterUtc: new Date(cert.validTo).toISOString(),
+    serialNumber: cert.serialNumber,
+    version: 3,
+  };
+}
+
+function parseTwin(value: unknown): InitialTwin {
+  const twin = object(value, 'initialTwin');
+  rejectUnknown(twin, new Set(['tags', 'properties']), 'initialTwin.');
+  const result: InitialTwin = {};
+  if (twin.tags !== undefined && twin.tags !== null) result.tags = twinCollection(twin.tags, 'initialTwin.tags');
+  if (twin.properties !== undefined && twin.properties !== null) {
+    const props = object(twin.properties, 'initialTwin.properties');
+    rejectUnknown(props, new Set(['desired']), 'initialTwin.properties.');
+    if (props.desired !== undefined && props.desired !== null) {
+      result.properties = { desired: twinCollection(props.desired, 'initialTwin.properties.desired') };
+    }
+  }
+  return result;
+}
+
+function parseReprovision(value: unknown): ReprovisionPolicy {
+  const p = object(value, 'reprovisionPolicy');
+  rejectUnknown(p, new Set(['updateHubAssignment', 'migrateDeviceData']), 'reprovisionPolicy.');
+  return {
+    updateHubAssignment: optionalBoolean(p, 'updateHubAssignment', 'reprovisionPolicy.updateHubAssignment') ?? true,
+    migrateDeviceData: optionalBoolean(p, 'migrateDeviceData', 'reprovisionPolicy.migrateDeviceData') ?? true,
+  };
+}
+
+function twinCollection(value: unknown, field: string): TwinCollection {
+  return object(value, field);
+}
+
+export function object(value: unknown, field: string): Json {
+  if (!isPlainObject(value)) throw invalid(field, 'must be a JSON object.');
+  return value;
+}
+
+export function rejectUnknown(json: Json, known: ReadonlySet<string>, prefix = ''): void {
+  for (const key of Object.keys(json)) {
+    if (!known.has(key)) throw invalid(`${prefix}${key}`, 'is not a known field.');
+  }
+}
+
+export function optionalString(json: Json, key: string, field = key): string | undefined {
+  const value = json[key];
+  if (value === undefined || value === null) return undefined;
+  if (typeof value !== 'string') throw invalid(field, 'must be a string.');
+  return value;
+}
+
+export function requiredString(json: Json, key: string, field = key): string {
+  const value = optionalString(json, key, field);
+  if (value === undefined || value === '') throw invalid(field, 'is required.');
+  return value;
+}
+
+function optionalBoolean(json: Json, key: string, field: string): boolean | undefined {
+  const value = json[key];
+  if (value === undefined || value === null) return undefined;
+  if (typeof value !== 'boolean') throw invalid(field, 'must be true or false.');
+  return value;
+}
+
+function base64Bytes(value: string, field: string): Buffer {
+  if (!/^[A-Za-z0-9+/]+={0,2}$/.test(value) || value.length % 4 !== 0) throw invalid(field, 'must be base64.');
+  return Buffer.from(value, 'base64');
+}
+
+function base64(value: string, field: string): string {
+  base64Bytes(value, field);
+  return value;
+}

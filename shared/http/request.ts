@@ -1,0 +1,38 @@
+// Reading requests safely: size-limited JSON bodies, header access, the client certificate forwarded by the front end.
+import type { HttpRequest } from '@azure/functions';
+
+import { DpsError, badRequest } from '../errors';
+
+/** DPS rejects messages over 96 KB (reference/dps-protocol.md §7). */
+export const MAX_BODY_BYTES = 96 * 1024;
+
+/**
+ * Parses the JSON body. An empty body is `undefined`; the device SDK sends `{}` even on GET, so callers that expect
+ * no body simply ignore it.
+ */
+export async function readJson(request: HttpRequest, maxBytes = MAX_BODY_BYTES): Promise<unknown> {
+  const declared = Number(request.headers.get('content-length') ?? '0');
+  if (declared > maxBytes) throw tooLarge(maxBytes);
+  const bytes = Buffer.from(await request.arrayBuffer());
+  if (bytes.length > maxBytes) throw tooLarge(maxBytes);
+  const text = bytes.toString('utf8').trim();
+  if (text === '') return undefined;
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    throw badRequest('The request body is not valid JSON.', 1);
+  }
+}
+
+function tooLarge(maxBytes: number): DpsError {
+  return new DpsError(413, 413001, `The request body exceeds the maximum message size of ${maxBytes} bytes.`);
+}
+
+/** The leaf certificate App Service forwards as base64 DER (reference/dps-protocol.md §8), if any. */
+export function clientCertificate(request: HttpRequest): string | undefined {
+  return request.headers.get('x-arr-clientcert') ?? undefined;
+}
+
+export function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}

@@ -1,0 +1,151 @@
+// The device partition: one Table partition per registration ID holding the individual enrollment (row
+// `enrollment`) and the registration state with its current operation (row `registration`). Both come back from one
+// partition query, so a registration costs one read and one write.
+export type { Versioned } from './enrollmentTable';
+import type { TableClient, TableEntityResult } from '@azure/data-tables';
+import { odata } from '@azure/data-tables';
+
+import type { IndividualEnrollment } from '../domain/enrollment';
+import { registrationKey } from '../domain/registrationId';
+import type { DeviceRegistrationResult, RegistrationStatus } from '../domain/registrationState';
+import { conflict, preconditionFailed } from '../errors';
+import type { EnrollmentEntity, EnrollmentTable, Page, Versioned } from './enrollmentTable';
+import { firstPage, isStatus } from './tables';
+
+const ENROLLMENT = 'enrollment';
+const REGISTRATION = 'registration';
+
+/** What a resumed operation needs to finish without redoing attestation or allocation. */
+export interface AssignmentPlan {
+  assignedHub: string;
+  deviceId: string;
+  enrollmentGroupId?: string;
+  substatus: NonNullable<DeviceRegistrationResult['substatus']>;
+  /** Whether the hub device gets the enrollment's initial twin (initial assignment and data reset). */
+  applyInitialTwin: boolean;
+  /** Set when the device moves: where it was, so its data can be migrated and the old identity removed. */
+  previousHub?: string;
+  previousDeviceId?: string;
+  payload?: unknown;
+}
+
+export interface OperationRecord {
+  operationId: string;
+  status: RegistrationStatus;
+  startedAtUtc: string;
+  plan?: AssignmentPlan;
+}
+
+export interface StoredRegistration {
+  /** The last committed registration state; its `etag` is derived from the row's ETag on read. */
+  state: DeviceRegistrationResult;
+  operation: OperationRecord;
+}
+
+export interface DevicePartition {
+  enrollment?: Versioned<IndividualEnrollment>;
+  registration?: Versioned<StoredRegistration>;
+}
+
+interface RegistrationEntity {
+  partitionKey: string;
+  rowKey: string;
+  state: string;
+  operation: string;
+  status: string;
+  enrollmentGroupId: string;
+}
+
+export class DeviceRepository {
+  constructor(
+    private readonly table: TableClient,
+    /** Reads the `enrollment` rows this repository's partition queries return. */
+    private readonly enrollments: EnrollmentTable<IndividualEnrollment>,
+  ) {}
+
+  /** Enrollment and registration of one device in a single round trip. */
+  async load(registrationId: string): Promise<DevicePartition> {
+    const result: DevicePartition = {};
+    // Rows of both kinds come back from one query; rowKey says which shape each has.
+    const rows = this.table.listEntities<EnrollmentEntity & RegistrationEntity>({
+      queryOptions: { filter: odata`PartitionKey eq ${registrationKey(registrationId)}` },
+    });
+    for await (const row of rows) {
+      if (row.rowKey === ENROLLMENT) result.enrollment = await this.enrollments.fromEntity(row);
+      else if (row.rowKey === REGISTRATION) result.registration = toRegistration(row);
+    }
+    return result;
+  }
+
+  async getRegistration(registrationId: string): Promise<Versioned<StoredRegistration> | undefined> {
+    try {
+      const row = await this.table.getEntity<RegistrationEntity>(registrationKey(registrationId), REGISTRATION);
+      return toRegistration(row);
+    } catch (err) {
+      if (isStatus(err, 404)) return undefined;
+      throw err;
+    }
+  }
+
+  /**
+   * Writes the registration row: creates it when `etag` is undefined, otherwise replaces it only if unchanged.
+   * A lost race is DPS's 409203 "Precondition failed." (a concurrent registration of the same device).
+   */
+  async saveRegistration(registrationId: string, value: StoredRegistration, etag: string | undefined): Promise<string> {
+    const entity: RegistrationEntity = {
+      partitionKey: registrationKey(registrationId),
+      rowKey: REGISTRATION,
+      state: JSON.stringify({ ...value.state, etag: undefined }),
+      operation: JSON.stringify(value.operation),
+      status: value.operation.status,
+      enrollmentGroupId: value.state.symmetricKey?.enrollmentGroupId ?? '',
+    };
+    try {
+      const response =
+        etag === undefined
+          ? await this.table.createEntity(entity)
+          : await this.table.updateEntity(entity, 'Replace', { etag });
+      return response.etag ?? '';
+    } catch (err) {
+      // A stale ETag, a row created meanwhile, or one deleted meanwhile (404): all the same lost race.
+      if (isStatus(err, 404, 409, 412)) throw conflict('Precondition failed.');
+      throw err;
+    }
+  }
+
+  /** Deletes the registration state (the device then provisions afresh); false if absent, 412 on ETag mismatch. */
+  async deleteRegistration(registrationId: string, etag = '*'): Promise<boolean> {
+    try {
+      await this.table.deleteEntity(registrationKey(registrationId), REGISTRATION, { etag });
+      return true;
+    } catch (err) {
+      if (isStatus(err, 404)) return false;
+      if (isStatus(err, 412)) throw preconditionFailed();
+      throw err;
+    }
+  }
+
+  /** Registration states of the devices provisioned through one enrollment group, a page at a time. */
+  async queryRegistrations(
+    enrollmentGroupId: string,
+    pageSize: number,
+    continuationToken?: string,
+  ): Promise<Page<Versioned<StoredRegistration>>> {
+    const filter = odata`RowKey eq ${REGISTRATION} and enrollmentGroupId eq ${enrollmentGroupId}`;
+    const page = await firstPage<RegistrationEntity>(this.table, filter, pageSize, continuationToken);
+    return {
+      items: page.rows.map(toRegistration),
+      ...(page.continuationToken ? { continuationToken: page.continuationToken } : {}),
+    };
+  }
+}
+
+function toRegistration(row: TableEntityResult<RegistrationEntity>): Versioned<StoredRegistration> {
+  return {
+    value: {
+      state: JSON.parse(row.state) as DeviceRegistrationResult,
+      operation: JSON.parse(row.operation) as OperationRecord,
+    },
+    etag: row.etag,
+  };
+}

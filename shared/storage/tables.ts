@@ -1,0 +1,82 @@
+// Table Storage clients for the service's tables, with a request counter (round trips are the cost model).
+import { TableClient } from '@azure/data-tables';
+import type { TableEntityResult, TableServiceClientOptions } from '@azure/data-tables';
+import { isRestError } from '@azure/core-rest-pipeline';
+
+export interface TableSettings {
+  /** `UseDevelopmentStorage=true` or a full connection string. */
+  connectionString: string;
+  /** Table name prefix, so several instances (or test runs) can share one storage account. */
+  prefix: string;
+}
+
+export interface Tables {
+  /** One partition per registration ID: the individual enrollment and the registration state (with its operation). */
+  devices: TableClient;
+  /** Enrollment groups, one partition. */
+  groups: TableClient;
+  /** Service configuration: linked hubs, access policies. */
+  config: TableClient;
+  /** Creates the tables if needed; call once per instance before first use. */
+  ensure(): Promise<void>;
+}
+
+/** Every HTTP request sent to Table Storage by this process, retries included. Read by benchmarks and tests. */
+export const tableRequestCounter = { count: 0 };
+
+export function createTables(settings: TableSettings): Tables {
+  const options: TableServiceClientOptions = {
+    allowInsecureConnection: /^UseDevelopmentStorage=true|TableEndpoint=http:/i.test(settings.connectionString),
+    additionalPolicies: [
+      {
+        position: 'perRetry',
+        policy: {
+          name: 'countTableRequests',
+          sendRequest: (request, next) => {
+            tableRequestCounter.count++;
+            return next(request);
+          },
+        },
+      },
+    ],
+  };
+  const client = (name: string) =>
+    TableClient.fromConnectionString(settings.connectionString, `${settings.prefix}${name}`, options);
+  const tables = { devices: client('Devices'), groups: client('Groups'), config: client('Config') };
+  let ensured: Promise<void> | undefined;
+  return {
+    ...tables,
+    ensure() {
+      ensured ??= Promise.all(Object.values(tables).map((t) => t.createTable())).then(
+        () => undefined,
+        (err: unknown) => {
+          ensured = undefined; // let the next request try again
+          throw err;
+        },
+      );
+      return ensured;
+    },
+  };
+}
+
+/** One page of a query: at most `pageSize` rows and the token of the next page, if storage says there may be one. */
+export async function firstPage<T extends object>(
+  table: TableClient,
+  filter: string,
+  pageSize: number,
+  continuationToken?: string,
+): Promise<{ rows: TableEntityResult<T>[]; continuationToken?: string }> {
+  const pages = table
+    .listEntities<T>({ queryOptions: { filter } })
+    .byPage({ maxPageSize: pageSize, ...(continuationToken ? { continuationToken } : {}) });
+  const page = await pages.next();
+  if (page.done) return { rows: [] };
+  return {
+    rows: page.value,
+    ...(page.value.continuationToken ? { continuationToken: page.value.continuationToken } : {}),
+  };
+}
+
+export function isStatus(err: unknown, ...statuses: number[]): boolean {
+  return isRestError(err) && err.statusCode !== undefined && statuses.includes(err.statusCode);
+}
