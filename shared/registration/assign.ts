@@ -1,0 +1,58 @@
+// The hub step of a registration: make the device's identity (and twin) on its assigned hub match the plan.
+// Every call is idempotent, so a resumed or repeated operation converges on the same result.
+import type { InitialTwin } from '../domain/enrollment';
+import type { LinkedHub } from '../domain/linkedHub';
+import type { HubRegistryClient } from '../hubs/registryClient';
+import type { AssignmentPlan } from '../storage/devices';
+
+export interface HubClientPool {
+  for(hub: LinkedHub): Pick<HubRegistryClient, 'upsertDevice' | 'applyTwin' | 'getTwin' | 'deleteDevice'>;
+}
+
+export interface DeviceIdentity {
+  keys: string[];
+  iotEdge: boolean;
+  initialTwin?: InitialTwin;
+}
+
+export async function applyPlan(
+  plan: AssignmentPlan,
+  identity: DeviceIdentity,
+  linkedHubs: readonly LinkedHub[],
+  pool: HubClientPool,
+): Promise<void> {
+  const target = findHub(linkedHubs, plan.assignedHub);
+  const client = pool.for(target);
+  const previous = plan.previousHub ? linkedHubs.find((h) => sameHost(h.hostName, plan.previousHub)) : undefined;
+  const previousId = plan.previousDeviceId ?? plan.deviceId;
+
+  let twin = plan.applyInitialTwin ? identity.initialTwin : undefined;
+  if (previous && plan.substatus === 'deviceDataMigrated') {
+    const old = await pool.for(previous).getTwin(previousId);
+    if (old)
+      twin = {
+        ...(old.tags ? { tags: old.tags } : {}),
+        properties: { desired: userProperties(old.properties?.desired) },
+      };
+  }
+
+  // A reset in place starts from a fresh identity, so nothing of the old twin survives.
+  if (plan.substatus === 'deviceDataReset' && !plan.previousHub) await client.deleteDevice(plan.deviceId);
+  const [primaryKey = '', secondaryKey = primaryKey] = identity.keys;
+  await client.upsertDevice({ deviceId: plan.deviceId, primaryKey, secondaryKey, iotEdge: identity.iotEdge });
+  if (twin) await client.applyTwin(plan.deviceId, twin);
+  if (previous) await pool.for(previous).deleteDevice(previousId);
+}
+
+export function findHub(linkedHubs: readonly LinkedHub[], hostName: string): LinkedHub {
+  const hub = linkedHubs.find((h) => sameHost(h.hostName, hostName));
+  if (!hub) throw new Error(`IoT hub ${hostName} is no longer linked.`);
+  return hub;
+}
+
+const sameHost = (a: string, b: string | undefined): boolean => a.toLowerCase() === b?.toLowerCase();
+
+/** Desired properties without the hub's `$metadata`/`$version` bookkeeping, which a PATCH must not send. */
+function userProperties(desired: Record<string, unknown> | undefined): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(desired ?? {}).filter(([k]) => !k.startsWith('$')));
+}
