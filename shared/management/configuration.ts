@@ -1,0 +1,198 @@
+// Service configuration API (what real DPS keeps in ARM): linked hubs, shared access policies, default allocation.
+// Connection strings and policy keys are write-only, except that a policy's keys are shown once when created or
+// regenerated (as ARM's listKeys would).
+import { randomBytes } from 'node:crypto';
+
+import type { AllocationPolicy } from '../domain/enrollment';
+import type { LinkedHub } from '../domain/linkedHub';
+import { parseHubConnectionString } from '../domain/linkedHub';
+import type { AccessPolicy, Right, ServiceSettings } from '../domain/serviceConfig';
+import { RIGHTS } from '../domain/serviceConfig';
+import { invalid, object, optionalString, rejectUnknown } from '../domain/validate';
+import { DpsError, notFound } from '../errors';
+import type { JsonResult } from '../http/response';
+import type { ServiceConfigStore } from '../storage/serviceConfig';
+import type { ServiceAuthorizer } from './auth';
+import type { ServiceRequest } from './serviceRequest';
+
+const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+const HUB_FIELDS = new Set(['hostName', 'connectionString', 'location', 'allocationWeight', 'applyAllocationPolicy']);
+const POLICY_FIELDS = new Set(['name', 'rights', 'primaryKey', 'secondaryKey']);
+const SETTINGS_FIELDS = new Set(['defaultAllocationPolicy', 'idScope', 'serviceHostNames', 'rootPolicyName']);
+
+export interface ConfigurationPorts {
+  store: ServiceConfigStore;
+  auth: ServiceAuthorizer;
+  idScope: string;
+  rootPolicyName: string;
+  serviceHostNames: readonly string[];
+  changed: () => void;
+}
+
+export class ConfigurationManager {
+  constructor(private readonly ports: ConfigurationPorts) {}
+
+  async listLinkedHubs(request: ServiceRequest): Promise<JsonResult> {
+    await this.ports.auth.require(request, 'ServiceConfig');
+    const { linkedHubs } = await this.ports.store.load();
+    return { status: 200, body: linkedHubs.map(hubView) };
+  }
+
+  /** Links a hub, or updates one; `connectionString` may be left out on update to keep the stored one. */
+  async putLinkedHub(request: ServiceRequest, hostName: string): Promise<JsonResult> {
+    await this.ports.auth.require(request, 'ServiceConfig');
+    const body = object(request.body, 'body');
+    rejectUnknown(body, HUB_FIELDS);
+    const existing = (await this.ports.store.load()).linkedHubs.find(
+      (h) => h.hostName.toLowerCase() === hostName.toLowerCase(),
+    );
+    const connectionString = optionalString(body, 'connectionString') ?? existing?.connectionString;
+    if (!connectionString) throw invalid('connectionString', 'is required to link a new hub.');
+    const parsed = parseHubConnectionString(connectionString);
+    if (!parsed) throw invalid('connectionString', 'must be HostName=…;SharedAccessKeyName=…;SharedAccessKey=….');
+    if (parsed.hostName.toLowerCase() !== hostName.toLowerCase()) {
+      throw invalid('connectionString', `names HostName '${parsed.hostName}', not '${hostName}'.`);
+    }
+    const weight = body.allocationWeight ?? existing?.allocationWeight ?? 1;
+    if (typeof weight !== 'number' || !Number.isInteger(weight) || weight < 1 || weight > 1000) {
+      throw invalid('allocationWeight', 'must be a whole number from 1 to 1000.');
+    }
+    const apply = body.applyAllocationPolicy ?? existing?.applyAllocationPolicy ?? true;
+    if (typeof apply !== 'boolean') throw invalid('applyAllocationPolicy', 'must be true or false.');
+    const location = optionalString(body, 'location') ?? existing?.location;
+    const hub: LinkedHub = {
+      hostName: parsed.hostName,
+      connectionString,
+      ...(location ? { location } : {}),
+      allocationWeight: weight,
+      applyAllocationPolicy: apply,
+    };
+    await this.ports.store.putLinkedHub(hub);
+    this.ports.changed();
+    return { status: 200, body: hubView(hub) };
+  }
+
+  async deleteLinkedHub(request: ServiceRequest, hostName: string): Promise<JsonResult> {
+    await this.ports.auth.require(request, 'ServiceConfig');
+    if (!(await this.ports.store.deleteLinkedHub(hostName)))
+      throw notFound(`Linked hub '${hostName}' was not found.`, 404203);
+    this.ports.changed();
+    return { status: 204 };
+  }
+
+  async listAccessPolicies(request: ServiceRequest): Promise<JsonResult> {
+    await this.ports.auth.require(request, 'ServiceConfig');
+    const { accessPolicies } = await this.ports.store.load();
+    const root = { name: this.ports.rootPolicyName, rights: [...RIGHTS], configuredBy: 'settings' };
+    return { status: 200, body: [root, ...accessPolicies.map(({ name, rights }) => ({ name, rights }))] };
+  }
+
+  /** Creates or replaces a policy; its keys are generated unless given, and returned in this answer only. */
+  async putAccessPolicy(request: ServiceRequest, name: string): Promise<JsonResult> {
+    await this.ports.auth.require(request, 'ServiceConfig');
+    this.assertNotRoot(name);
+    if (!NAME.test(name)) {
+      throw invalid('name', 'use 1-64 letters, digits, ., _ or -, starting with a letter or digit.');
+    }
+    const body = object(request.body, 'body');
+    rejectUnknown(body, POLICY_FIELDS);
+    const existing = (await this.ports.store.load()).accessPolicies.find(
+      (p) => p.name.toLowerCase() === name.toLowerCase(),
+    );
+    const policy: AccessPolicy = {
+      name,
+      rights: parseRights(body.rights),
+      primaryKey: policyKey(body, 'primaryKey') ?? existing?.primaryKey ?? newKey(),
+      secondaryKey: policyKey(body, 'secondaryKey') ?? existing?.secondaryKey ?? newKey(),
+    };
+    await this.ports.store.putAccessPolicy(policy);
+    this.ports.changed();
+    return { status: 200, body: policy };
+  }
+
+  async regenerateAccessPolicyKey(request: ServiceRequest, name: string): Promise<JsonResult> {
+    await this.ports.auth.require(request, 'ServiceConfig');
+    this.assertNotRoot(name);
+    const keyType = optionalString(object(request.body ?? {}, 'body'), 'keyType') ?? 'primary';
+    if (keyType !== 'primary' && keyType !== 'secondary') throw invalid('keyType', "must be 'primary' or 'secondary'.");
+    const existing = (await this.ports.store.load()).accessPolicies.find(
+      (p) => p.name.toLowerCase() === name.toLowerCase(),
+    );
+    if (!existing) throw notFound(`Access policy '${name}' was not found.`, 404204);
+    const policy = { ...existing, [`${keyType}Key`]: newKey() };
+    await this.ports.store.putAccessPolicy(policy);
+    this.ports.changed();
+    return { status: 200, body: policy };
+  }
+
+  async deleteAccessPolicy(request: ServiceRequest, name: string): Promise<JsonResult> {
+    await this.ports.auth.require(request, 'ServiceConfig');
+    this.assertNotRoot(name);
+    if (!(await this.ports.store.deleteAccessPolicy(name)))
+      throw notFound(`Access policy '${name}' was not found.`, 404204);
+    this.ports.changed();
+    return { status: 204 };
+  }
+
+  async getSettings(request: ServiceRequest): Promise<JsonResult> {
+    await this.ports.auth.require(request, 'ServiceConfig');
+    return { status: 200, body: this.settingsView((await this.ports.store.load()).settings) };
+  }
+
+  async putSettings(request: ServiceRequest): Promise<JsonResult> {
+    await this.ports.auth.require(request, 'ServiceConfig');
+    const body = object(request.body, 'body');
+    // The read-only fields of GET are accepted back, so GET → edit → PUT works.
+    rejectUnknown(body, SETTINGS_FIELDS);
+    const policy = optionalString(body, 'defaultAllocationPolicy') ?? 'hashed';
+    if (!(['hashed', 'geoLatency', 'static'] as AllocationPolicy[]).includes(policy as AllocationPolicy)) {
+      throw invalid(
+        'defaultAllocationPolicy',
+        "must be 'hashed', 'geoLatency' or 'static' (DPS does not allow custom).",
+      );
+    }
+    const settings: ServiceSettings = { defaultAllocationPolicy: policy as ServiceSettings['defaultAllocationPolicy'] };
+    await this.ports.store.putSettings(settings);
+    this.ports.changed();
+    return { status: 200, body: this.settingsView(settings) };
+  }
+
+  private settingsView(settings: ServiceSettings): Record<string, unknown> {
+    return {
+      idScope: this.ports.idScope,
+      defaultAllocationPolicy: settings.defaultAllocationPolicy,
+      serviceHostNames: this.ports.serviceHostNames,
+      rootPolicyName: this.ports.rootPolicyName,
+    };
+  }
+
+  private assertNotRoot(name: string): void {
+    if (name.toLowerCase() === this.ports.rootPolicyName.toLowerCase()) {
+      throw new DpsError(409, 409004, `The access policy '${name}' is configured by settings (DPS_SERVICE_OWNER_KEY).`);
+    }
+  }
+}
+
+function hubView(hub: LinkedHub): Record<string, unknown> {
+  const { connectionString: _secret, ...view } = hub;
+  return view;
+}
+
+function parseRights(value: unknown): Right[] {
+  const list = typeof value === 'string' ? value.split(',') : Array.isArray(value) ? value : undefined;
+  if (!list || list.length === 0) throw invalid('rights', `must list rights from ${RIGHTS.join(', ')}.`);
+  const rights = list.map((r) => (typeof r === 'string' ? r.trim() : ''));
+  const unknown = rights.find((r) => !RIGHTS.includes(r as Right));
+  if (unknown !== undefined) throw invalid('rights', `'${unknown}' is not one of ${RIGHTS.join(', ')}.`);
+  return [...new Set(rights as Right[])];
+}
+
+function policyKey(body: Record<string, unknown>, field: string): string | undefined {
+  const value = optionalString(body, field);
+  if (value === undefined) return undefined;
+  const bytes = /^[A-Za-z0-9+/]+={0,2}$/.test(value) ? Buffer.from(value, 'base64') : Buffer.alloc(0);
+  if (bytes.length < 16 || bytes.length > 64) throw invalid(field, 'must be base64 of 16 to 64 bytes.');
+  return value;
+}
+
+const newKey = () => randomBytes(32).toString('base64');

@@ -1,0 +1,220 @@
+// Enrollment management (individual enrollments and groups alike): CRUD with ETags, the attestation mechanism (the
+// only read that returns keys), queries, and bulk operations.
+import { randomBytes } from 'node:crypto';
+
+import type {
+  AttestationMechanism,
+  EnrollmentCommon,
+  EnrollmentGroup,
+  IndividualEnrollment,
+} from '../domain/enrollment';
+import { parseEnrollmentGroup, parseIndividualEnrollment, invalid, object } from '../domain/validate';
+import { DpsError, badRequest, notFound, preconditionFailed } from '../errors';
+import type { JsonResult } from '../http/response';
+import type { EnrollmentTable, Versioned } from '../storage/enrollmentTable';
+import { rowEtag } from '../storage/etag';
+import type { ServiceAuthorizer } from './auth';
+import { parseQuery } from './query';
+import type { ServiceRequest } from './serviceRequest';
+
+/** Far beyond DPS's 10: one call can carry a factory batch. Bodies are also capped at 16 MB. */
+export const BULK_LIMIT = 10_000;
+const BULK_CONCURRENCY = 16;
+const BULK_MODES = ['create', 'update', 'updateIfMatchETag', 'delete'] as const;
+type BulkMode = (typeof BULK_MODES)[number];
+
+export interface EnrollmentKind<T extends EnrollmentCommon> {
+  /** `x-ms-item-type` of query results (the C# SDK parses it). */
+  itemType: 'Enrollment' | 'EnrollmentGroup';
+  idField: 'registrationId' | 'enrollmentGroupId';
+  /** The array property of a bulk operation. */
+  bulkField: 'enrollments' | 'enrollmentGroups';
+  parse(body: unknown, id: string): T;
+  idOf(enrollment: T): string;
+}
+
+export const individualKind: EnrollmentKind<IndividualEnrollment> = {
+  itemType: 'Enrollment',
+  idField: 'registrationId',
+  bulkField: 'enrollments',
+  parse: parseIndividualEnrollment,
+  idOf: (e) => e.registrationId,
+};
+
+export const groupKind: EnrollmentKind<EnrollmentGroup> = {
+  itemType: 'EnrollmentGroup',
+  idField: 'enrollmentGroupId',
+  bulkField: 'enrollmentGroups',
+  parse: parseEnrollmentGroup,
+  idOf: (e) => e.enrollmentGroupId,
+};
+
+/** Enrollment ETags as DPS shows them: a quoted opaque string. */
+const enrollmentEtag = (row: string) => `"${Buffer.from(row, 'utf8').toString('base64')}"`;
+
+export class EnrollmentManager<T extends EnrollmentCommon> {
+  constructor(
+    private readonly kind: EnrollmentKind<T>,
+    private readonly table: EnrollmentTable<T>,
+    private readonly auth: ServiceAuthorizer,
+    private readonly clock: () => Date,
+    /** Called after every change, so this instance's caches see it at once. */
+    private readonly changed: () => void,
+  ) {}
+
+  async get(request: ServiceRequest, id: string): Promise<JsonResult> {
+    await this.auth.require(request, 'EnrollmentRead');
+    const current = await this.table.get(id);
+    if (!current) throw this.notFound(id);
+    return { status: 200, body: this.view(current) };
+  }
+
+  /** PUT: an upsert, or a conditional replace with If-Match. Keys left out are kept (or generated when new). */
+  async put(request: ServiceRequest, id: string): Promise<JsonResult> {
+    await this.auth.require(request, 'EnrollmentWrite');
+    const incoming = this.kind.parse(request.body, id);
+    const current = await this.table.get(id);
+    const etag = request.ifMatch === undefined ? undefined : rowEtag(request.ifMatch);
+    if (etag !== undefined && etag !== '*' && (!current || current.etag !== etag)) throw preconditionFailed();
+    const enrollment = this.complete(incoming, current?.value);
+    const saved = await this.table.save(enrollment, etag ?? '*');
+    this.changed();
+    return { status: 200, body: this.view({ value: enrollment, etag: saved }) };
+  }
+
+  async delete(request: ServiceRequest, id: string): Promise<JsonResult> {
+    await this.auth.require(request, 'EnrollmentWrite');
+    const deleted = await this.table.delete(id, request.ifMatch === undefined ? '*' : rowEtag(request.ifMatch));
+    if (!deleted) throw this.notFound(id);
+    this.changed();
+    return { status: 204 };
+  }
+
+  /** The attestation mechanism with its keys (what `az … --show-keys` uses); GET and query never return keys. */
+  async attestation(request: ServiceRequest, id: string): Promise<JsonResult> {
+    await this.auth.require(request, 'EnrollmentRead');
+    const current = await this.table.get(id);
+    if (!current) throw this.notFound(id);
+    return { status: 200, body: current.value.attestation };
+  }
+
+  async query(request: ServiceRequest): Promise<JsonResult> {
+    await this.auth.require(request, 'EnrollmentRead');
+    const page = await this.table.query(parseQuery(request.body), request.pageSize, request.continuationToken);
+    return {
+      status: 200,
+      body: page.items.map((e) => this.view(e)),
+      headers: {
+        'x-ms-item-type': this.kind.itemType,
+        'x-ms-max-item-count': String(request.pageSize),
+        // Only when more pages exist: the Node SDK sets hasMoreResults from the header's mere presence.
+        ...(page.continuationToken ? { 'x-ms-continuation': page.continuationToken } : {}),
+      },
+    };
+  }
+
+  async bulk(request: ServiceRequest): Promise<JsonResult> {
+    await this.auth.require(request, 'EnrollmentWrite');
+    const body = object(request.body, 'body');
+    const mode = body.mode;
+    if (typeof mode !== 'string' || !BULK_MODES.includes(mode as BulkMode)) {
+      throw invalid('mode', `must be one of ${BULK_MODES.join(', ')}.`);
+    }
+    const items = body[this.kind.bulkField];
+    if (!Array.isArray(items) || items.length === 0) throw invalid(this.kind.bulkField, 'must be a non-empty array.');
+    if (items.length > BULK_LIMIT)
+      throw invalid(this.kind.bulkField, `may hold at most ${BULK_LIMIT} items (got ${items.length}).`);
+
+    // Every item must name itself before anything is written, so a malformed batch changes nothing.
+    const ids = items.map((item: unknown) => itemId(item, this.kind.idField));
+    const errors: Record<string, unknown>[] = [];
+    let next = 0;
+    const worker = async () => {
+      while (next < items.length) {
+        const index = next++;
+        const item: unknown = items[index];
+        const id = ids[index] ?? '';
+        try {
+          await this.bulkItem(mode as BulkMode, item, id);
+        } catch (err) {
+          if (!(err instanceof DpsError)) throw err;
+          errors.push({ [this.kind.idField]: id, errorCode: err.errorCode, errorStatus: err.message });
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(BULK_CONCURRENCY, items.length) }, worker));
+    this.changed();
+    return { status: 200, body: { isSuccessful: errors.length === 0, errors } };
+  }
+
+  private async bulkItem(mode: BulkMode, item: unknown, id: string): Promise<void> {
+    const itemEtag =
+      typeof (item as { etag?: unknown }).etag === 'string' ? rowEtag((item as { etag: string }).etag) : undefined;
+    if (mode === 'delete') {
+      if (!(await this.table.delete(id, itemEtag ?? '*'))) throw this.notFound(id);
+      return;
+    }
+    const incoming = this.kind.parse(item, id);
+    if (mode === 'create') {
+      await this.table.create(this.complete(incoming, undefined));
+      return;
+    }
+    if (mode === 'updateIfMatchETag' && itemEtag === undefined)
+      throw invalid('etag', 'is required in updateIfMatchETag mode.');
+    // Reading the current enrollment keeps its keys and creation time when the item leaves them out.
+    const current = await this.table.get(id);
+    if (mode === 'updateIfMatchETag' && (!current || current.etag !== itemEtag)) throw preconditionFailed();
+    await this.table.save(this.complete(incoming, current?.value), itemEtag ?? '*');
+  }
+
+  /** Server-side fields: keys (kept, or 64 random bytes as DPS generates) and timestamps. */
+  private complete(incoming: T, current: T | undefined): T {
+    const now = this.clock().toISOString();
+    return {
+      ...incoming,
+      attestation: withKeys(incoming.attestation, current?.attestation),
+      createdDateTimeUtc: current?.createdDateTimeUtc ?? now,
+      lastUpdatedDateTimeUtc: now,
+    };
+  }
+
+  /** What GET and query show: no symmetric keys, X.509 certificate info without the certificates. */
+  private view(enrollment: Versioned<T>): Record<string, unknown> {
+    const { attestation, ...rest } = enrollment.value;
+    return { ...rest, attestation: redact(attestation), etag: enrollmentEtag(enrollment.etag) };
+  }
+
+  private notFound(id: string): DpsError {
+    return notFound(`${this.kind.itemType} '${id}' was not found.`, 404202);
+  }
+}
+
+function withKeys(incoming: AttestationMechanism, current: AttestationMechanism | undefined): AttestationMechanism {
+  if (incoming.type !== 'symmetricKey') return incoming;
+  const previous = current?.type === 'symmetricKey' ? current.symmetricKey : undefined;
+  const generate = () => randomBytes(64).toString('base64');
+  return {
+    type: 'symmetricKey',
+    symmetricKey: {
+      primaryKey: incoming.symmetricKey?.primaryKey ?? previous?.primaryKey ?? generate(),
+      secondaryKey: incoming.symmetricKey?.secondaryKey ?? previous?.secondaryKey ?? generate(),
+    },
+  };
+}
+
+function redact(attestation: AttestationMechanism): AttestationMechanism {
+  if (attestation.type === 'symmetricKey') return { type: 'symmetricKey', symmetricKey: {} };
+  if (attestation.type !== 'x509' || !attestation.x509) return attestation;
+  const x509: Record<string, unknown> = { ...attestation.x509 };
+  for (const name of ['clientCertificates', 'signingCertificates']) {
+    const pair = x509[name] as Record<string, { info?: unknown }> | undefined;
+    if (pair) x509[name] = Object.fromEntries(Object.entries(pair).map(([k, v]) => [k, { info: v.info }]));
+  }
+  return { type: 'x509', x509 };
+}
+
+function itemId(item: unknown, field: string): string {
+  const id = typeof item === 'object' && item !== null ? (item as Record<string, unknown>)[field] : undefined;
+  if (typeof id !== 'string' || id === '') throw badRequest(`Every bulk item needs a '${field}'.`, 4);
+  return id;
+}

@@ -1,0 +1,55 @@
+// Device registration states, as operators see them: get, delete (the device then provisions afresh), and the
+// states of a group's devices.
+import { notFound } from '../errors';
+import type { JsonResult } from '../http/response';
+import type { DeviceRepository, StoredRegistration, Versioned } from '../storage/devices';
+import { publicEtag, rowEtag } from '../storage/etag';
+import type { ServiceAuthorizer } from './auth';
+import type { ServiceRequest } from './serviceRequest';
+
+export class RegistrationStateManager {
+  constructor(
+    private readonly devices: Pick<DeviceRepository, 'getRegistration' | 'deleteRegistration' | 'queryRegistrations'>,
+    private readonly auth: ServiceAuthorizer,
+  ) {}
+
+  async get(request: ServiceRequest, registrationId: string): Promise<JsonResult> {
+    await this.auth.require(request, 'RegistrationStatusRead');
+    const current = await this.devices.getRegistration(registrationId);
+    if (!current) throw notFound(`Registration state '${registrationId}' was not found.`);
+    return { status: 200, body: view(current) };
+  }
+
+  async delete(request: ServiceRequest, registrationId: string): Promise<JsonResult> {
+    await this.auth.require(request, 'RegistrationStatusWrite');
+    const etag = request.ifMatch === undefined ? '*' : rowEtag(request.ifMatch);
+    if (!(await this.devices.deleteRegistration(registrationId, etag))) {
+      throw notFound(`Registration state '${registrationId}' was not found.`);
+    }
+    return { status: 204 };
+  }
+
+  async queryGroup(request: ServiceRequest, enrollmentGroupId: string): Promise<JsonResult> {
+    await this.auth.require(request, 'RegistrationStatusRead');
+    const page = await this.devices.queryRegistrations(enrollmentGroupId, request.pageSize, request.continuationToken);
+    return {
+      status: 200,
+      body: page.items.map(view),
+      headers: {
+        'x-ms-item-type': 'DeviceRegistration',
+        'x-ms-max-item-count': String(request.pageSize),
+        ...(page.continuationToken ? { 'x-ms-continuation': page.continuationToken } : {}),
+      },
+    };
+  }
+}
+
+/** DeviceRegistrationState: the committed state; `assigning` while an operation is under way. */
+function view(record: Versioned<StoredRegistration>): Record<string, unknown> {
+  const { state, operation } = record.value;
+  return {
+    ...state,
+    ...(operation.status === 'assigning' ? { status: 'assigning' } : {}),
+    etag: publicEtag(record.etag),
+  };
+}

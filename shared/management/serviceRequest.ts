@@ -1,0 +1,58 @@
+// The service-API request context: authorization, conditional and paging headers, and the JSON body.
+import type { HttpRequest } from '@azure/functions';
+
+import { badRequest } from '../errors';
+import { readJson } from '../http/request';
+
+/** The service API carries bulk operations far larger than a device message (DPS caps bulk at 10 items; we don't). */
+export const MAX_SERVICE_BODY_BYTES = 16 * 1024 * 1024;
+export const DEFAULT_PAGE_SIZE = 100;
+export const MAX_PAGE_SIZE = 1000;
+
+export interface ServiceRequest {
+  authorization: string | null;
+  /** The Host header: the service host name a token's `sr` must name when none is configured. */
+  host: string | undefined;
+  ifMatch?: string;
+  pageSize: number;
+  continuationToken?: string;
+  body: unknown;
+}
+
+export async function serviceRequest(request: HttpRequest): Promise<ServiceRequest> {
+  const ifMatch = request.headers.get('if-match')?.trim();
+  const continuation = request.headers.get('x-ms-continuation')?.trim();
+  return {
+    authorization: request.headers.get('authorization'),
+    host: request.headers.get('host') ?? undefined,
+    ...(ifMatch ? { ifMatch } : {}),
+    pageSize: pageSize(request.headers.get('x-ms-max-item-count')),
+    ...(continuation ? { continuationToken: continuationToken(continuation) } : {}),
+    body: await readJson(request, MAX_SERVICE_BODY_BYTES),
+  };
+}
+
+function pageSize(header: string | null): number {
+  if (header === null || header.trim() === '') return DEFAULT_PAGE_SIZE;
+  const value = Number(header);
+  if (!Number.isInteger(value) || value < 1)
+    throw badRequest('x-ms-max-item-count must be a positive whole number.', 5);
+  return Math.min(value, MAX_PAGE_SIZE);
+}
+
+/** Tokens are ours (base64 JSON of the next Table keys); anything else is a client error, not a storage failure. */
+function continuationToken(token: string): string {
+  try {
+    const parsed = JSON.parse(Buffer.from(token, 'base64').toString('utf8')) as unknown;
+    if (
+      typeof parsed === 'object' &&
+      parsed !== null &&
+      typeof (parsed as { nextPartitionKey?: unknown }).nextPartitionKey === 'string'
+    ) {
+      return token;
+    }
+  } catch {
+    // fall through
+  }
+  throw badRequest('x-ms-continuation is not a continuation token returned by this service.', 6);
+}

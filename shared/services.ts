@@ -1,0 +1,112 @@
+// Explicit wiring: builds the real ports once per instance, lazily, from the configuration. No container.
+import { readFileSync } from 'node:fs';
+import { Agent } from 'node:https';
+import { rootCertificates } from 'node:tls';
+
+import type { Config } from './config';
+import type { EnrollmentGroup, IndividualEnrollment } from './domain/enrollment';
+import { config } from './config';
+import { RIGHTS } from './domain/serviceConfig';
+import { HubClients } from './hubs/registryClient';
+import { ServiceAuthorizer } from './management/auth';
+import { ConfigurationManager } from './management/configuration';
+import { EnrollmentManager, groupKind, individualKind } from './management/enrollments';
+import { RegistrationStateManager } from './management/registrations';
+import { RegistrationService } from './registration/service';
+import { SecretBox } from './secrets/envelope';
+import { LocalKeyProvider } from './secrets/localKeyProvider';
+import { TtlCache } from './storage/cache';
+import { DeviceRepository } from './storage/devices';
+import { EnrollmentTable, groupLayout, individualLayout } from './storage/enrollmentTable';
+import { ServiceConfigStore } from './storage/serviceConfig';
+import { createTables } from './storage/tables';
+
+export const ROOT_POLICY = 'provisioningserviceowner';
+
+export interface Services {
+  config: Config;
+  devices: DeviceRepository;
+  enrollments: EnrollmentTable<IndividualEnrollment>;
+  groups: EnrollmentTable<EnrollmentGroup>;
+  configuration: ServiceConfigStore;
+  registration: RegistrationService;
+  management: {
+    enrollments: EnrollmentManager<IndividualEnrollment>;
+    groups: EnrollmentManager<EnrollmentGroup>;
+    registrations: RegistrationStateManager;
+    configuration: ConfigurationManager;
+  };
+  /** Drops this instance's cached groups and configuration, after it changed them itself. */
+  invalidateCaches(): void;
+}
+
+export function createServices(cfg: Config): { ready: Promise<void>; services: Services } {
+  const tables = createTables({ connectionString: cfg.tablesConnectionString, prefix: cfg.tablePrefix });
+  const secrets = new SecretBox(new LocalKeyProvider(cfg.masterKey));
+  const enrollments = new EnrollmentTable(tables.devices, secrets, individualLayout);
+  const devices = new DeviceRepository(tables.devices, enrollments);
+  const groups = new EnrollmentTable(tables.groups, secrets, groupLayout);
+  const configuration = new ServiceConfigStore(tables.config, secrets);
+  const groupCache = new TtlCache(async () => (await groups.list()).map((g) => g.value), cfg.cacheTtlMs);
+  const configCache = new TtlCache(() => configuration.load(), cfg.cacheTtlMs);
+  const agent = new Agent({
+    keepAlive: true,
+    ...(cfg.hubCaFile ? { ca: [...rootCertificates, readFileSync(cfg.hubCaFile, 'utf8')] } : {}),
+  });
+  const registration = new RegistrationService({
+    idScope: cfg.idScope,
+    devices,
+    groups: { list: () => groupCache.get() },
+    configuration: configCache,
+    hubs: new HubClients(agent),
+    clock: () => new Date(),
+    budgetMs: cfg.registerBudgetMs,
+    retryAfterSeconds: cfg.retryAfterSeconds,
+    log: (message) => console.warn(`[registration] ${message}`),
+  });
+  const invalidateCaches = () => {
+    groupCache.invalidate();
+    configCache.invalidate();
+  };
+  const clock = () => new Date();
+  const auth = new ServiceAuthorizer({
+    ...(cfg.serviceOwnerKey
+      ? { root: { name: ROOT_POLICY, rights: [...RIGHTS], primaryKey: cfg.serviceOwnerKey, secondaryKey: '' } }
+      : {}),
+    policies: async () => (await configCache.get()).accessPolicies,
+    hostNames: cfg.serviceHostNames,
+    clock,
+  });
+  const management = {
+    enrollments: new EnrollmentManager(individualKind, enrollments, auth, clock, invalidateCaches),
+    groups: new EnrollmentManager(groupKind, groups, auth, clock, invalidateCaches),
+    registrations: new RegistrationStateManager(devices, auth),
+    configuration: new ConfigurationManager({
+      store: configuration,
+      auth,
+      idScope: cfg.idScope,
+      rootPolicyName: ROOT_POLICY,
+      serviceHostNames: cfg.serviceHostNames,
+      changed: invalidateCaches,
+    }),
+  };
+  return {
+    ready: tables.ensure(),
+    services: { config: cfg, devices, enrollments, groups, configuration, registration, management, invalidateCaches },
+  };
+}
+
+let instance: Promise<Services> | undefined;
+
+/** The instance's services, built on first use; tables are created before the first request is served. */
+export function services(): Promise<Services> {
+  instance ??= (async () => {
+    const built = createServices(config());
+    await built.ready;
+    return built.services;
+  })();
+  instance.catch(() => {
+    instance = undefined; // a failed start (e.g. storage down) is retried by the next request
+  });
+  return instance;
+}
