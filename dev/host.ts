@@ -1,0 +1,223 @@
+// The local HTTPS host: serves exactly the functions registered through `httpFunction` (same routes, same handlers),
+// with HttpRequest/InvocationContext built the way the Functions host builds them, and a TLS client certificate
+// forwarded as `X-ARR-ClientCert` (base64 DER of the leaf) like App Service does. Not deployed.
+import { randomUUID } from 'node:crypto';
+import { readdirSync } from 'node:fs';
+import { createServer } from 'node:https';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { join } from 'node:path';
+import type { TLSSocket } from 'node:tls';
+
+import { HttpRequest, HttpResponse, InvocationContext } from '@azure/functions';
+import type { HttpResponseInit } from '@azure/functions';
+
+import { errorBody } from '../shared/errors';
+import type { HttpFunctionDefinition } from '../shared/http/httpFunction';
+import { registeredFunctions } from '../shared/http/httpFunction';
+
+/** Requests larger than this are refused before a handler sees them (handlers enforce DPS's 96 KB themselves). */
+const MAX_REQUEST_BYTES = 4 * 1024 * 1024;
+
+export interface DevHostOptions {
+  tls: { cert: string; key: string };
+  host?: string;
+  /** 0 picks a free port. */
+  port?: number;
+  /** Called once per request, e.g. to print an access log line. Never given headers or bodies (secrets). */
+  onRequest?: (line: { method: string; path: string; status: number; ms: number }) => void;
+}
+
+export interface DevHost {
+  port: number;
+  /** `localhost:port`: what an SDK is given as its host name. */
+  hostName: string;
+  close(): Promise<void>;
+}
+
+/**
+ * Loads every function module from `functions/` beside this file (`dist/functions` when compiled, the TypeScript
+ * sources under vitest), so the table is the one the Functions host would index.
+ */
+export async function loadFunctions(
+  dir = join(__dirname, '..', 'functions'),
+): Promise<readonly HttpFunctionDefinition[]> {
+  // @azure/functions warns once per function that it is "in test mode" when no Functions host is present: expected here.
+  const warn = console.warn;
+  console.warn = (...args: unknown[]) => {
+    if (!/"@azure\/functions" package (is in|to) test mode/.test(String(args[0]))) warn(...args);
+  };
+  try {
+    for (const file of readdirSync(dir).sort()) {
+      // import(), not require(): under vitest the TypeScript sources must go through its transform.
+      if (/\.(js|ts)$/.test(file) && !file.endsWith('.d.ts')) await import(join(dir, file));
+    }
+  } finally {
+    console.warn = warn;
+  }
+  return registeredFunctions();
+}
+
+interface CompiledRoute {
+  definition: HttpFunctionDefinition;
+  pattern: RegExp;
+  names: string[];
+  /** Literal segments win over parameters, as in the Functions host's route resolution. */
+  literals: number;
+}
+
+export function compileRoutes(definitions: readonly HttpFunctionDefinition[]): CompiledRoute[] {
+  return definitions
+    .map((definition) => {
+      const names: string[] = [];
+      let literals = 0;
+      const source = definition.route
+        .split('/')
+        .filter((s) => s !== '')
+        .map((segment) => {
+          const param = /^\{(\w+)\??\}$/.exec(segment);
+          if (param?.[1]) {
+            names.push(param[1]);
+            return '/([^/]+)';
+          }
+          literals++;
+          return `/${segment.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`;
+        })
+        .join('');
+      // Case-insensitive and tolerant of a trailing slash: the service SDK posts to `/enrollments/`.
+      return { definition, pattern: new RegExp(`^${source}/?$`, 'i'), names, literals };
+    })
+    .sort((a, b) => b.literals - a.literals);
+}
+
+export function startDevHost(
+  definitions: readonly HttpFunctionDefinition[],
+  options: DevHostOptions,
+): Promise<DevHost> {
+  const routes = compileRoutes(definitions);
+  const server = createServer(
+    // Ask for a client certificate but let the handler decide: X.509 devices need one, SAS devices have none.
+    { cert: options.tls.cert, key: options.tls.key, requestCert: true, rejectUnauthorized: false },
+    (req, res) => {
+      const started = performance.now();
+      serve(routes, req, res)
+        .catch((err: unknown) => {
+          const trackingId = randomUUID();
+          console.error(
+            `[dev host] [${trackingId}] ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`,
+          );
+          if (!res.headersSent) writeJson(res, 500, errorBody(500000, 'Internal server error.', trackingId));
+          else res.destroy();
+        })
+        .finally(() => {
+          options.onRequest?.({
+            method: req.method ?? '',
+            path: (req.url ?? '').split('?')[0] ?? '',
+            status: res.statusCode,
+            ms: performance.now() - started,
+          });
+        });
+    },
+  );
+  server.keepAliveTimeout = 30_000;
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port ?? 0, options.host ?? '127.0.0.1', () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      resolve({
+        port,
+        hostName: `localhost:${port}`,
+        close: () =>
+          new Promise<void>((done) => {
+            server.close(() => done());
+            server.closeAllConnections();
+          }),
+      });
+    });
+  });
+}
+
+async function serve(routes: CompiledRoute[], req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const url = new URL(req.url ?? '/', `https://${req.headers.host ?? 'localhost'}`);
+  const method = (req.method ?? 'GET').toUpperCase();
+  const path = decodeURIComponentSafe(url.pathname);
+  const matches = routes
+    .map((route) => ({ route, match: route.pattern.exec(url.pathname) }))
+    .filter((m): m is { route: CompiledRoute; match: RegExpExecArray } => m.match !== null);
+  const hit = matches.find((m) => m.route.definition.methods.includes(method as never));
+  if (!hit) {
+    req.resume();
+    if (matches.length > 0)
+      return writeJson(res, 405, errorBody(405000, `Method ${method} is not allowed on ${path}.`));
+    return writeJson(res, 404, errorBody(404000, `No operation is served at ${path}.`));
+  }
+
+  const body = await readBody(req);
+  if (body === undefined) return writeJson(res, 413, errorBody(413001, 'The request body is too large.'));
+
+  const params: Record<string, string> = {};
+  hit.route.names.forEach((name, i) => {
+    params[name] = decodeURIComponentSafe(hit.match[i + 1] ?? '');
+  });
+  const headers: Record<string, string> = {};
+  for (const [name, value] of Object.entries(req.headers)) {
+    if (value !== undefined) headers[name] = Array.isArray(value) ? value.join(', ') : value;
+  }
+  // Like App Service: the client can't supply this header itself; it reflects the TLS client certificate only.
+  delete headers['x-arr-clientcert'];
+  const peer = (req.socket as TLSSocket).getPeerCertificate?.();
+  if (peer?.raw) headers['x-arr-clientcert'] = peer.raw.toString('base64');
+
+  const request = new HttpRequest({
+    method,
+    url: url.toString(),
+    headers,
+    params,
+    query: Object.fromEntries(url.searchParams),
+    // The Functions host drops GET/HEAD bodies too (the device SDK sends `{}` on its polls).
+    ...(method === 'GET' || method === 'HEAD' ? {} : { body: { bytes: body } }),
+  });
+  const context = new InvocationContext({ invocationId: randomUUID(), functionName: hit.route.definition.name });
+  const init = (await hit.route.definition.handler(request, context)) ?? { status: 204 };
+  await writeResponse(res, init);
+}
+
+async function writeResponse(res: ServerResponse, init: HttpResponseInit | HttpResponse): Promise<void> {
+  const response = init instanceof HttpResponse ? init : new HttpResponse(init);
+  const bytes = Buffer.from(await response.arrayBuffer());
+  response.headers.forEach((value, name) => res.setHeader(name, value));
+  res.statusCode = response.status;
+  res.setHeader('Content-Length', bytes.length);
+  res.end(bytes);
+}
+
+function writeJson(res: ServerResponse, status: number, body: ReturnType<typeof errorBody>): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, {
+    'Content-Type': 'application/json; charset=utf-8',
+    'Content-Length': Buffer.byteLength(text),
+    'x-ms-error-code': String(body.errorCode),
+  });
+  res.end(text);
+}
+
+function readBody(req: IncomingMessage): Promise<Buffer | undefined> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size <= MAX_REQUEST_BYTES) chunks.push(chunk);
+    });
+    req.on('end', () => resolve(size > MAX_REQUEST_BYTES ? undefined : Buffer.concat(chunks)));
+    req.on('error', reject);
+  });
+}
+
+function decodeURIComponentSafe(value: string): string {
+  try {
+    return decodeURIComponent(value);
+  } catch {
+    return value;
+  }
+}

@@ -1,0 +1,166 @@
+// The whole local stack in one call: certificates, Azurite Tables, IoT hub emulators, the functions' settings and
+// the dev HTTPS host. `npm start`, the e2e tests and the benchmark all start it through here.
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+import type { Services } from '../shared/services';
+import { ROOT_POLICY, services } from '../shared/services';
+import type { AzuriteTables } from './azurite';
+import { startAzuriteTables } from './azurite';
+import { createDevCertificates } from './certs';
+import type { DevHost } from './host';
+import { loadFunctions, startDevHost } from './host';
+import type { HubEmulator } from './hubEmulator';
+import { startHubEmulator } from './hubEmulator';
+
+export interface CertificateFiles {
+  caCert: string;
+  serverCert: string;
+  serverKey: string;
+}
+
+export interface StackOptions {
+  /** Existing dev certificates (the e2e setup makes one CA per run); generated into `stateDir` otherwise. */
+  certs?: CertificateFiles;
+  /** Use this Table Storage instead of starting an embedded Azurite. */
+  tablesConnectionString?: string;
+  /** Embedded Azurite: port (0 = free) and an optional folder to persist to. */
+  azurite?: { port?: number; location?: string };
+  /** Dev host port; 0 = free. */
+  port?: number;
+  /** How many hub emulators to start and link, and the first one's port (0 = free ports). */
+  hubs?: { count?: number; port?: number; persistDir?: string };
+  /** Service settings (DPS_* keys) that win over the environment and the defaults. */
+  settings?: Record<string, string>;
+  /** Folder for generated certificates and hub state. */
+  stateDir?: string;
+  onRequest?: Parameters<typeof startDevHost>[1]['onRequest'];
+}
+
+export interface Stack {
+  idScope: string;
+  /** The global device endpoint to give an SDK: `localhost:port`. */
+  deviceEndpoint: string;
+  /** For the service SDK: `HostName=localhost:port;SharedAccessKeyName=provisioningserviceowner;SharedAccessKey=…`. */
+  serviceConnectionString: string;
+  host: DevHost;
+  hubs: HubEmulator[];
+  tablesConnectionString: string;
+  certs: CertificateFiles;
+  /** The settings the functions run with (includes the master key: never print it). */
+  settings: Record<string, string>;
+  services: Services;
+  stop(): Promise<void>;
+}
+
+/** A random ID scope shaped like DPS's (`0ne` + 8 hex digits). */
+export const newIdScope = (): string => `0ne${randomBytes(4).toString('hex').toUpperCase()}`;
+
+export async function startStack(options: StackOptions = {}): Promise<Stack> {
+  const stateDir = options.stateDir ?? join(process.cwd(), '.dev');
+  const stoppers: (() => Promise<void>)[] = [];
+  const stop = async () => {
+    for (const s of stoppers.reverse()) await s().catch(() => undefined);
+  };
+  try {
+    const certs = options.certs ?? (await loadOrCreateCertificates(join(stateDir, 'certs')));
+    const tls = { cert: readFileSync(certs.serverCert, 'utf8'), key: readFileSync(certs.serverKey, 'utf8') };
+
+    let tablesConnectionString = options.tablesConnectionString;
+    if (!tablesConnectionString) {
+      const azurite: AzuriteTables = await startAzuriteTables(options.azurite ?? {});
+      stoppers.push(() => azurite.stop());
+      tablesConnectionString = azurite.connectionString;
+    }
+
+    const hubs: HubEmulator[] = [];
+    const hubCount = options.hubs?.count ?? 1;
+    for (let i = 0; i < hubCount; i++) {
+      const basePort = options.hubs?.port ?? 0;
+      const persistDir = options.hubs?.persistDir;
+      const hub = await startHubEmulator({
+        tls,
+        port: basePort === 0 ? 0 : basePort + i,
+        ...(persistDir ? { persistFile: join(persistDir, `hub-${i + 1}.json`) } : {}),
+      });
+      stoppers.push(() => hub.close());
+      hubs.push(hub);
+    }
+
+    // The functions read their settings from the environment, as under the Functions host.
+    const settings: Record<string, string> = {
+      DPS_ID_SCOPE: process.env.DPS_ID_SCOPE ?? newIdScope(),
+      DPS_MASTER_KEY: process.env.DPS_MASTER_KEY ?? randomBytes(32).toString('base64'),
+      DPS_SERVICE_OWNER_KEY: process.env.DPS_SERVICE_OWNER_KEY ?? randomBytes(32).toString('base64'),
+      DPS_TABLES_CONNECTION_STRING: tablesConnectionString,
+      DPS_HUB_CA_FILE: certs.caCert,
+      ...options.settings,
+    };
+    Object.assign(process.env, settings);
+
+    const svc = await services();
+    // Until linked hubs can be configured through the service API, the dev stack links its own emulators.
+    for (const hub of hubs) {
+      await svc.configuration.putLinkedHub({
+        hostName: hub.hostName,
+        connectionString: hub.connectionString,
+        location: 'local',
+        allocationWeight: 1,
+        applyAllocationPolicy: true,
+      });
+    }
+
+    const host = await startDevHost(await loadFunctions(), {
+      tls,
+      port: options.port ?? 0,
+      ...(options.onRequest ? { onRequest: options.onRequest } : {}),
+    });
+    stoppers.push(() => host.close());
+
+    return {
+      idScope: settings.DPS_ID_SCOPE ?? '',
+      deviceEndpoint: host.hostName,
+      serviceConnectionString:
+        `HostName=${host.hostName};SharedAccessKeyName=${ROOT_POLICY};` +
+        `SharedAccessKey=${settings.DPS_SERVICE_OWNER_KEY ?? ''}`,
+      host,
+      hubs,
+      tablesConnectionString,
+      certs,
+      settings,
+      services: svc,
+      stop,
+    };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
+
+async function loadOrCreateCertificates(dir: string): Promise<CertificateFiles> {
+  const files = {
+    caCert: join(dir, 'ca.pem'),
+    serverCert: join(dir, 'server.pem'),
+    serverKey: join(dir, 'server.key'),
+  };
+  if (Object.values(files).every((f) => existsSync(f))) return files;
+  return (await createDevCertificates(dir)).files;
+}
+
+/** Settings kept in `.dev/settings.json` so that restarts (and the seed command) use the same scope and key. */
+export function loadOrCreateDevSettings(stateDir: string): Record<string, string> {
+  const file = join(stateDir, 'settings.json');
+  const saved = existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as Record<string, string>) : {};
+  const settings = {
+    DPS_ID_SCOPE: newIdScope(),
+    DPS_MASTER_KEY: randomBytes(32).toString('base64'),
+    DPS_SERVICE_OWNER_KEY: randomBytes(32).toString('base64'),
+    ...saved,
+  };
+  if (Object.keys(settings).length !== Object.keys(saved).length) {
+    mkdirSync(stateDir, { recursive: true });
+    writeFileSync(file, JSON.stringify(settings, null, 2), { mode: 0o600 });
+  }
+  return settings;
+}
