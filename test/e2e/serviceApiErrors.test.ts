@@ -1,0 +1,236 @@
+// Service-API authorization, validation and configuration endpoints, over raw HTTPS and the official service SDK.
+import { randomBytes } from 'node:crypto';
+
+import { ProvisioningServiceClient } from 'azure-iot-provisioning-service';
+import type { IndividualEnrollment } from 'azure-iot-provisioning-service/dist/interfaces';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import type { Stack } from '../../dev/stack';
+import { createSas } from '../../shared/http/sas';
+import { deriveKey, registerDevice } from '../support/device';
+import type { RawResponse } from '../support/rawHttps';
+import { rawRequest } from '../support/rawHttps';
+import { startTestStack } from '../support/stack';
+
+const inAnHour = () => Math.floor(Date.now() / 1000) + 3600;
+
+function expectError(res: RawResponse, status: number, message?: RegExp): void {
+  expect(res.status).toBe(status);
+  expect(res.headers['content-type']).toMatch(/^application\/json/);
+  const body = res.json as { errorCode: number; trackingId: string; message: string; timestampUtc: string };
+  expect(Math.floor(body.errorCode / 1000)).toBe(status);
+  expect(body.trackingId).toMatch(/^[0-9a-f-]{36}$/);
+  if (message) expect(body.message).toMatch(message);
+}
+
+describe('service API: authorization, validation, configuration', () => {
+  let stack: Stack;
+  let ownerKey: string;
+  const owner = () => createSas(stack.deviceEndpoint, ownerKey, inAnHour(), 'provisioningserviceowner');
+  const call = (method: string, path: string, body?: unknown, headers: Record<string, string> = {}) =>
+    rawRequest(
+      stack.deviceEndpoint,
+      method,
+      `${path}?api-version=2021-10-01`,
+      body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
+      { Authorization: owner(), 'Content-Type': 'application/json', ...headers },
+    );
+
+  beforeAll(async () => {
+    stack = await startTestStack();
+    ownerKey = stack.settings.DPS_SERVICE_OWNER_KEY ?? '';
+  });
+
+  afterAll(async () => {
+    await stack?.stop();
+  });
+
+  describe('authorization', () => {
+    it('a wrong key → 401', async () => {
+      const wrong = ProvisioningServiceClient.fromConnectionString(
+        `HostName=${stack.deviceEndpoint};SharedAccessKeyName=provisioningserviceowner;SharedAccessKey=${randomBytes(32).toString('base64')}`,
+      );
+      await expect(wrong.getIndividualEnrollment('x')).rejects.toMatchObject({ name: 'UnauthorizedError' });
+    });
+
+    it('an expired token → 401', async () => {
+      const expired = createSas(stack.deviceEndpoint, ownerKey, 1_000_000, 'provisioningserviceowner');
+      expectError(await call('GET', '/enrollments/x', undefined, { Authorization: expired }), 401, /expired/);
+    });
+
+    it('a token for another host, no policy name, or a Bearer token → 401', async () => {
+      const other = createSas(
+        'elsewhere.azure-devices-provisioning.net',
+        ownerKey,
+        inAnHour(),
+        'provisioningserviceowner',
+      );
+      expectError(await call('GET', '/enrollments/x', undefined, { Authorization: other }), 401, /host name/);
+      const noSkn = createSas(stack.deviceEndpoint, ownerKey, inAnHour());
+      expectError(await call('GET', '/enrollments/x', undefined, { Authorization: noSkn }), 401, /skn/);
+      expectError(await call('GET', '/enrollments/x', undefined, { Authorization: 'Bearer abc' }), 401, /Entra/);
+    });
+
+    it('a policy without the right gets 401 naming the missing right; with it, the call works', async () => {
+      const created = await call('PUT', '/accessPolicies/reader', { rights: 'EnrollmentRead' });
+      expect(created.status).toBe(200);
+      const reader = created.json as { name: string; rights: string[]; primaryKey: string };
+      expect(reader.rights).toEqual(['EnrollmentRead']);
+      const client = ProvisioningServiceClient.fromConnectionString(
+        `HostName=${stack.deviceEndpoint};SharedAccessKeyName=reader;SharedAccessKey=${reader.primaryKey}`,
+      );
+      const denied = await client
+        .createOrUpdateIndividualEnrollment({
+          registrationId: 'reader-1',
+          attestation: { type: 'symmetricKey' },
+        } as IndividualEnrollment)
+        .catch((err: { responseBody?: string }) => err);
+      expect(String((denied as { responseBody?: string }).responseBody)).toMatch(/'EnrollmentWrite' right/);
+      await expect(client.getIndividualEnrollment('nobody')).rejects.toMatchObject({ response: { statusCode: 404 } });
+
+      // Rotating the key invalidates the old one.
+      const rotated = await call('POST', '/accessPolicies/reader/regenerateKey', { keyType: 'primary' });
+      expect((rotated.json as { primaryKey: string }).primaryKey).not.toBe(reader.primaryKey);
+      await expect(client.getIndividualEnrollment('nobody')).rejects.toMatchObject({ name: 'UnauthorizedError' });
+
+      const list = await call('GET', '/accessPolicies');
+      expect(list.text).not.toContain(reader.primaryKey);
+      expect(list.json).toEqual(
+        expect.arrayContaining([expect.objectContaining({ name: 'reader', rights: ['EnrollmentRead'] })]),
+      );
+      expectError(await call('DELETE', '/accessPolicies/provisioningserviceowner'), 409);
+      expect((await call('DELETE', '/accessPolicies/reader')).status).toBe(204);
+    });
+  });
+
+  describe('validation (400 with the field named)', () => {
+    const put = (id: string, body: unknown) => call('PUT', `/enrollments/${encodeURIComponent(id)}`, body);
+
+    it('malformed JSON', async () => {
+      expectError(await call('PUT', '/enrollments/v1', '{"registrationId": "v1",'), 400, /not valid JSON/);
+    });
+
+    it('unknown fields, also nested', async () => {
+      expectError(
+        await put('v1', { registrationId: 'v1', attestation: { type: 'symmetricKey' }, colour: 'red' }),
+        400,
+        /'colour'/,
+      );
+      expectError(
+        await put('v1', {
+          registrationId: 'v1',
+          attestation: { type: 'symmetricKey', symmetricKey: { primary: 'x' } },
+        }),
+        400,
+        /attestation\.symmetricKey\.primary/,
+      );
+    });
+
+    it('invalid registration IDs: too long, bad characters, path/body mismatch', async () => {
+      const long = 'a'.repeat(129);
+      expectError(await put(long, { attestation: { type: 'symmetricKey' } }), 400, /registrationId/);
+      expectError(await put('bad$id', { attestation: { type: 'symmetricKey' } }), 400, /registrationId/);
+      expectError(
+        await put('v2', { registrationId: 'v3', attestation: { type: 'symmetricKey' } }),
+        400,
+        /does not match/,
+      );
+    });
+
+    it('a symmetric key of the wrong length, or not base64', async () => {
+      const short = Buffer.alloc(8).toString('base64');
+      expectError(
+        await put('v4', { attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: short } } }),
+        400,
+        /primaryKey.*16 to 64 bytes/,
+      );
+      expectError(
+        await put('v4', { attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: 'not base64!' } } }),
+        400,
+        /base64/,
+      );
+    });
+
+    it('missing attestation, wrong enum values, static without exactly one hub', async () => {
+      expectError(await put('v5', {}), 400, /attestation/);
+      expectError(await put('v5', { attestation: { type: 'magic' } }), 400, /attestation\.type/);
+      expectError(
+        await put('v5', { attestation: { type: 'symmetricKey' }, provisioningStatus: 'on' }),
+        400,
+        /provisioningStatus/,
+      );
+      expectError(
+        await put('v5', { attestation: { type: 'symmetricKey' }, allocationPolicy: 'static' }),
+        400,
+        /iotHubs/,
+      );
+    });
+
+    it('bad paging headers and continuation tokens', async () => {
+      expectError(await call('POST', '/enrollments/query', { query: '*' }, { 'x-ms-max-item-count': 'ten' }), 400);
+      expectError(await call('POST', '/enrollments/query', { query: '*' }, { 'x-ms-continuation': 'garbage' }), 400);
+    });
+
+    it('a malformed bulk body changes nothing', async () => {
+      const res = await call('POST', '/enrollments/', {
+        mode: 'create',
+        enrollments: [{ registrationId: 'bulk-ok', attestation: { type: 'symmetricKey' } }, { attestation: {} }],
+      });
+      expectError(res, 400, /registrationId/);
+      expectError(await call('GET', '/enrollments/bulk-ok'), 404);
+      expectError(await call('POST', '/enrollments', { mode: 'explode', enrollments: [] }), 400, /mode/);
+    });
+  });
+
+  describe('service configuration', () => {
+    it('links a hub without ever returning its connection string, and devices are allocated to it', async () => {
+      const hub = stack.hubs[0];
+      if (!hub) throw new Error('no hub');
+      const linked = await call('PUT', `/linkedHubs/${hub.hostName}`, {
+        connectionString: hub.connectionString,
+        allocationWeight: 5,
+      });
+      expect(linked.status).toBe(200);
+      expect(linked.json).toEqual({
+        hostName: hub.hostName,
+        location: 'local',
+        allocationWeight: 5,
+        applyAllocationPolicy: true,
+      });
+      const list = await call('GET', '/linkedHubs');
+      expect(list.text).not.toContain(hub.connectionString.split('SharedAccessKey=')[1] ?? '<none>');
+      expectError(
+        await call('PUT', '/linkedHubs/other.example.net', { connectionString: hub.connectionString }),
+        400,
+        /HostName/,
+      );
+      expectError(await call('PUT', '/linkedHubs/new.example.net', {}), 400, /connectionString/);
+    });
+
+    it('sets the default allocation policy (custom is refused, as in DPS)', async () => {
+      expectError(await call('PUT', '/serviceConfiguration', { defaultAllocationPolicy: 'custom' }), 400);
+      const res = await call('PUT', '/serviceConfiguration', { defaultAllocationPolicy: 'hashed' });
+      expect(res.json).toMatchObject({ idScope: stack.idScope, defaultAllocationPolicy: 'hashed' });
+    });
+
+    it('unlinking the only hub makes registrations fail with 400208', async () => {
+      const hub = stack.hubs[0];
+      if (!hub) throw new Error('no hub');
+      const groupKey = randomBytes(32).toString('base64');
+      expect(
+        (
+          await call('PUT', '/enrollmentGroups/cfg-group', {
+            attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: groupKey } },
+          })
+        ).status,
+      ).toBe(200);
+      expect((await call('DELETE', `/linkedHubs/${hub.hostName}`)).status).toBe(204);
+      await expect(
+        registerDevice(stack.deviceEndpoint, stack.idScope, 'cfg-dev-1', deriveKey(groupKey, 'cfg-dev-1')),
+      ).rejects.toMatchObject({
+        result: { registrationState: { errorCode: 400208 } },
+      });
+      expectError(await call('DELETE', `/linkedHubs/${hub.hostName}`), 404);
+    });
+  });
+});

@@ -1,0 +1,107 @@
+import { randomBytes } from 'node:crypto';
+
+import { describe, expect, it } from 'vitest';
+
+import { ConfigError, loadConfig } from '../../shared/config';
+
+const MASTER = randomBytes(32);
+const base = (): Record<string, string | undefined> => ({
+  DPS_MASTER_KEY: MASTER.toString('base64'),
+  DPS_ID_SCOPE: '0ne00000A0A',
+  AzureWebJobsStorage: 'UseDevelopmentStorage=true',
+});
+
+function configError(env: Record<string, string | undefined>): ConfigError {
+  try {
+    loadConfig(env);
+  } catch (err) {
+    if (err instanceof ConfigError) return err;
+    throw err;
+  }
+  throw new Error('loadConfig did not throw');
+}
+
+describe('loadConfig', () => {
+  it('reads the required settings and applies defaults', () => {
+    const cfg = loadConfig(base());
+    expect(cfg.idScope).toBe('0ne00000A0A');
+    expect(cfg.tablesConnectionString).toBe('UseDevelopmentStorage=true');
+    expect(cfg.masterKey.equals(MASTER)).toBe(true);
+    expect(cfg.tablePrefix).toBe('dps');
+    expect(cfg.registerBudgetMs).toBe(5000);
+    expect(cfg.retryAfterSeconds).toBe(3);
+    expect(cfg.cacheTtlMs).toBe(5000);
+    expect(cfg.hubCaFile).toBeUndefined();
+    expect('hubCaFile' in cfg).toBe(false);
+  });
+
+  it('reads the optional settings when set', () => {
+    const cfg = loadConfig({
+      ...base(),
+      DPS_TABLES_CONNECTION_STRING: 'DefaultEndpointsProtocol=https;AccountName=x',
+      DPS_TABLE_PREFIX: 'test1',
+      DPS_REGISTER_BUDGET_MS: '250',
+      DPS_RETRY_AFTER_SECONDS: ' 0 ',
+      DPS_CACHE_TTL_MS: '60000',
+      DPS_HUB_CA_FILE: '/tmp/ca.pem',
+    });
+    expect(cfg).toMatchObject({
+      tablesConnectionString: 'DefaultEndpointsProtocol=https;AccountName=x',
+      tablePrefix: 'test1',
+      registerBudgetMs: 250,
+      retryAfterSeconds: 0,
+      cacheTtlMs: 60000,
+      hubCaFile: '/tmp/ca.pem',
+    });
+  });
+
+  it.each(['DPS_MASTER_KEY', 'DPS_ID_SCOPE', 'AzureWebJobsStorage'])('names %s when it is missing', (key) => {
+    const env = base();
+    delete env[key];
+    expect(configError(env).message).toContain(key);
+  });
+
+  it('treats a blank required setting as missing', () => {
+    expect(configError({ ...base(), DPS_ID_SCOPE: '   ' }).message).toContain('DPS_ID_SCOPE');
+  });
+
+  it('does not need AzureWebJobsStorage when DPS_TABLES_CONNECTION_STRING is set', () => {
+    const env: Record<string, string | undefined> = {
+      ...base(),
+      DPS_TABLES_CONNECTION_STRING: 'UseDevelopmentStorage=true;x',
+    };
+    delete env.AzureWebJobsStorage;
+    expect(loadConfig(env).tablesConnectionString).toBe('UseDevelopmentStorage=true;x');
+  });
+
+  it('a blank DPS_TABLES_CONNECTION_STRING falls back to AzureWebJobsStorage', () => {
+    // local.settings.json templates commonly carry empty values.
+    expect(loadConfig({ ...base(), DPS_TABLES_CONNECTION_STRING: '' }).tablesConnectionString).toBe(
+      'UseDevelopmentStorage=true',
+    );
+  });
+
+  it('a blank DPS_TABLES_CONNECTION_STRING without AzureWebJobsStorage fails naming the setting', () => {
+    const env: Record<string, string | undefined> = { ...base(), DPS_TABLES_CONNECTION_STRING: '' };
+    delete env.AzureWebJobsStorage;
+    expect(configError(env).message).toMatch(/AzureWebJobsStorage|DPS_TABLES_CONNECTION_STRING/);
+  });
+
+  it.each(['abc', '12ms', '-5', '1.5', '1e3'])('rejects the non-integer %s naming the setting', (raw) => {
+    expect(configError({ ...base(), DPS_REGISTER_BUDGET_MS: raw }).message).toContain('DPS_REGISTER_BUDGET_MS');
+    expect(configError({ ...base(), DPS_CACHE_TTL_MS: raw }).message).toContain('DPS_CACHE_TTL_MS');
+  });
+
+  it.each([
+    ['16 bytes', randomBytes(16).toString('base64')],
+    ['33 bytes', randomBytes(33).toString('base64')],
+    ['a pass phrase', 'correct horse battery staple'],
+  ])('rejects a master key of %s', (_label, value) => {
+    expect(configError({ ...base(), DPS_MASTER_KEY: value }).message).toContain('DPS_MASTER_KEY');
+  });
+
+  it('rejects a table prefix that Table Storage would not accept', () => {
+    expect(configError({ ...base(), DPS_TABLE_PREFIX: '1dps' }).message).toContain('DPS_TABLE_PREFIX');
+    expect(configError({ ...base(), DPS_TABLE_PREFIX: 'dps-test' }).message).toContain('DPS_TABLE_PREFIX');
+  });
+});

@@ -1,0 +1,292 @@
+import { describe, expect, it } from 'vitest';
+
+import { allocateHashed } from '../../shared/allocation/hashed';
+import type { EnrollmentCommon } from '../../shared/domain/enrollment';
+import type { LinkedHub } from '../../shared/domain/linkedHub';
+import type { DeviceRegistrationResult } from '../../shared/domain/registrationState';
+import type { PlanInput, PlanOutcome } from '../../shared/registration/plan';
+import { candidateHubs, planAssignment } from '../../shared/registration/plan';
+import type { AssignmentPlan } from '../../shared/storage/devices';
+
+const linked = (hostName: string, applyAllocationPolicy = true, allocationWeight = 1): LinkedHub => ({
+  hostName,
+  connectionString: `HostName=${hostName};SharedAccessKeyName=iothubowner;SharedAccessKey=AAAA`,
+  allocationWeight,
+  applyAllocationPolicy,
+});
+
+const HUB_A = linked('hub-a.azure-devices.net');
+const HUB_B = linked('hub-b.azure-devices.net');
+const HUB_OFF = linked('hub-off.azure-devices.net', false);
+const ALL = [HUB_A, HUB_B, HUB_OFF];
+
+const enrollment = (extra: Partial<EnrollmentCommon> = {}): EnrollmentCommon => ({
+  attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: 'AAAA' } },
+  ...extra,
+});
+
+const input = (extra: Partial<PlanInput> = {}): PlanInput => ({
+  registrationId: 'sym-device-1',
+  deviceId: 'sym-device-1',
+  enrollment: enrollment(),
+  linkedHubs: ALL,
+  ...extra,
+});
+
+const assigned = (assignedHub: string, deviceId = 'sym-device-1'): DeviceRegistrationResult => ({
+  registrationId: 'sym-device-1',
+  status: 'assigned',
+  assignedHub,
+  deviceId,
+  substatus: 'initialAssignment',
+});
+
+function planOf(outcome: PlanOutcome): AssignmentPlan {
+  if (!outcome.ok) throw new Error(`expected a plan, got ${outcome.errorCode}: ${outcome.errorMessage}`);
+  return outcome.plan;
+}
+
+/** A registration ID that hashed allocation puts on `hostName` among `hubs` (so tests do not hard-code the hash). */
+function idLandingOn(hostName: string, hubs: readonly LinkedHub[]): string {
+  for (let i = 0; i < 1000; i++) {
+    const id = `probe-${i}`;
+    if (allocateHashed(id, hubs)?.hostName === hostName) return id;
+  }
+  throw new Error(`no id lands on ${hostName}`);
+}
+
+describe('candidateHubs', () => {
+  it('without iotHubs: every linked hub that takes allocation, excluding applyAllocationPolicy=false', () => {
+    expect(candidateHubs(enrollment(), ALL).map((h) => h.hostName)).toEqual([HUB_A.hostName, HUB_B.hostName]);
+  });
+
+  it('iotHubs restricts the candidates to the named hubs (case-insensitively)', () => {
+    expect(candidateHubs(enrollment({ iotHubs: ['HUB-B.azure-devices.net'] }), ALL)).toEqual([HUB_B]);
+  });
+
+  it('a hub with applyAllocationPolicy=false is a candidate when the enrollment names it', () => {
+    expect(candidateHubs(enrollment({ iotHubs: [HUB_OFF.hostName] }), ALL)).toEqual([HUB_OFF]);
+  });
+
+  it('uses the legacy iotHubHostName when iotHubs is empty', () => {
+    expect(candidateHubs(enrollment({ iotHubs: [], iotHubHostName: HUB_B.hostName }), ALL)).toEqual([HUB_B]);
+  });
+
+  it('ignores named hubs that are not linked', () => {
+    expect(candidateHubs(enrollment({ iotHubs: ['unknown.azure-devices.net'] }), ALL)).toEqual([]);
+  });
+});
+
+describe('planAssignment: initial assignment', () => {
+  it('assigns a first-time device with initialAssignment and the initial twin', () => {
+    const plan = planOf(planAssignment(input()));
+    expect([HUB_A.hostName, HUB_B.hostName]).toContain(plan.assignedHub);
+    expect(plan).toMatchObject({ deviceId: 'sym-device-1', substatus: 'initialAssignment', applyInitialTwin: true });
+    expect(plan.previousHub).toBeUndefined();
+  });
+
+  it('uses hashed allocation over the candidates by default', () => {
+    for (const id of ['a-1', 'b-2', 'c-3', 'd-4', 'e-5', 'f-6']) {
+      const plan = planOf(planAssignment(input({ registrationId: id, deviceId: id })));
+      expect(plan.assignedHub).toBe(allocateHashed(id, [HUB_A, HUB_B])?.hostName);
+    }
+  });
+
+  it('never assigns a hub with applyAllocationPolicy=false unless it is named', () => {
+    for (let i = 0; i < 200; i++) {
+      expect(planOf(planAssignment(input({ registrationId: `dev-${i}` }))).assignedHub).not.toBe(HUB_OFF.hostName);
+    }
+    const named = planOf(planAssignment(input({ enrollment: enrollment({ iotHubs: [HUB_OFF.hostName] }) })));
+    expect(named.assignedHub).toBe(HUB_OFF.hostName);
+  });
+
+  it('iotHubs subset: every device lands on a named hub', () => {
+    const e = enrollment({ iotHubs: [HUB_B.hostName] });
+    for (let i = 0; i < 100; i++) {
+      expect(planOf(planAssignment(input({ registrationId: `dev-${i}`, enrollment: e }))).assignedHub).toBe(
+        HUB_B.hostName,
+      );
+    }
+  });
+
+  it('carries enrollmentGroupId and payload into the plan', () => {
+    const plan = planOf(planAssignment(input({ enrollmentGroupId: 'g1', payload: { model: 'x' } })));
+    expect(plan).toMatchObject({ enrollmentGroupId: 'g1', payload: { model: 'x' } });
+  });
+
+  it('uses the given device ID', () => {
+    expect(planOf(planAssignment(input({ deviceId: 'custom-device-id' }))).deviceId).toBe('custom-device-id');
+  });
+
+  it('static assigns the one named hub', () => {
+    const plan = planOf(
+      planAssignment(input({ enrollment: enrollment({ allocationPolicy: 'static', iotHubs: [HUB_OFF.hostName] }) })),
+    );
+    expect(plan.assignedHub).toBe(HUB_OFF.hostName);
+  });
+
+  it('static with more than one candidate fails with 400208', () => {
+    const outcome = planAssignment(
+      input({ enrollment: enrollment({ allocationPolicy: 'static', iotHubs: [HUB_A.hostName, HUB_B.hostName] }) }),
+    );
+    expect(outcome).toMatchObject({ ok: false, errorCode: 400208 });
+  });
+
+  it('no hub to assign fails with 400208', () => {
+    expect(planAssignment(input({ linkedHubs: [] }))).toMatchObject({ ok: false, errorCode: 400208 });
+    expect(planAssignment(input({ linkedHubs: [HUB_OFF] }))).toMatchObject({ ok: false, errorCode: 400208 });
+    expect(planAssignment(input({ enrollment: enrollment({ iotHubs: ['gone.azure-devices.net'] }) }))).toMatchObject({
+      ok: false,
+      errorCode: 400208,
+    });
+  });
+
+  it.each(['geoLatency', 'custom'] as const)('an unsupported policy (%s) fails with a message naming it', (policy) => {
+    const outcome = planAssignment(input({ enrollment: enrollment({ allocationPolicy: policy }) }));
+    expect(outcome.ok).toBe(false);
+    if (!outcome.ok) {
+      expect(outcome.errorMessage).toContain(policy);
+      expect(outcome.errorCode).toBe(400208);
+    }
+  });
+
+  it('a previous failed registration is treated as a first assignment', () => {
+    const previous: DeviceRegistrationResult = { registrationId: 'sym-device-1', status: 'failed', errorCode: 400208 };
+    expect(planOf(planAssignment(input({ previous }))).substatus).toBe('initialAssignment');
+  });
+});
+
+describe('planAssignment: reprovisioning', () => {
+  it('updateHubAssignment=false keeps the device on its current hub without touching its data', () => {
+    // The enrollment now only names hub B, but the device stays on hub A.
+    const plan = planOf(
+      planAssignment(
+        input({
+          enrollment: enrollment({
+            iotHubs: [HUB_B.hostName],
+            reprovisionPolicy: { updateHubAssignment: false, migrateDeviceData: true },
+          }),
+          previous: assigned(HUB_A.hostName),
+        }),
+      ),
+    );
+    expect(plan).toMatchObject({
+      assignedHub: HUB_A.hostName,
+      substatus: 'reprovisionedToInitialAssignment',
+      applyInitialTwin: false,
+    });
+    expect(plan.previousHub).toBeUndefined();
+  });
+
+  it('migrate on the same hub: reprovisionedToInitialAssignment, no initial twin, no previousHub', () => {
+    const plan = planOf(
+      planAssignment(
+        input({
+          enrollment: enrollment({
+            iotHubs: [HUB_A.hostName],
+            reprovisionPolicy: { updateHubAssignment: true, migrateDeviceData: true },
+          }),
+          previous: assigned('HUB-A.azure-devices.net'),
+        }),
+      ),
+    );
+    expect(plan).toMatchObject({
+      assignedHub: HUB_A.hostName,
+      substatus: 'reprovisionedToInitialAssignment',
+      applyInitialTwin: false,
+    });
+    expect(plan.previousHub).toBeUndefined();
+  });
+
+  it('migrate to a new hub: deviceDataMigrated with previousHub and previousDeviceId', () => {
+    const plan = planOf(
+      planAssignment(
+        input({
+          enrollment: enrollment({
+            iotHubs: [HUB_B.hostName],
+            reprovisionPolicy: { updateHubAssignment: true, migrateDeviceData: true },
+          }),
+          previous: assigned(HUB_A.hostName, 'old-device-id'),
+        }),
+      ),
+    );
+    expect(plan).toMatchObject({
+      assignedHub: HUB_B.hostName,
+      substatus: 'deviceDataMigrated',
+      applyInitialTwin: false,
+      previousHub: HUB_A.hostName,
+      previousDeviceId: 'old-device-id',
+    });
+  });
+
+  it('no reprovisionPolicy defaults to update + migrate', () => {
+    const plan = planOf(
+      planAssignment(
+        input({ enrollment: enrollment({ iotHubs: [HUB_B.hostName] }), previous: assigned(HUB_A.hostName) }),
+      ),
+    );
+    expect(plan).toMatchObject({ substatus: 'deviceDataMigrated', previousHub: HUB_A.hostName });
+  });
+
+  it('reset to a new hub: deviceDataReset with the initial twin and previousHub', () => {
+    const plan = planOf(
+      planAssignment(
+        input({
+          enrollment: enrollment({
+            iotHubs: [HUB_B.hostName],
+            reprovisionPolicy: { updateHubAssignment: true, migrateDeviceData: false },
+          }),
+          previous: assigned(HUB_A.hostName),
+        }),
+      ),
+    );
+    expect(plan).toMatchObject({
+      assignedHub: HUB_B.hostName,
+      substatus: 'deviceDataReset',
+      applyInitialTwin: true,
+      previousHub: HUB_A.hostName,
+    });
+  });
+
+  it('reset on the same hub: deviceDataReset with the initial twin', () => {
+    const plan = planOf(
+      planAssignment(
+        input({
+          enrollment: enrollment({
+            iotHubs: [HUB_A.hostName],
+            reprovisionPolicy: { updateHubAssignment: true, migrateDeviceData: false },
+          }),
+          previous: assigned(HUB_A.hostName),
+        }),
+      ),
+    );
+    expect(plan).toMatchObject({ assignedHub: HUB_A.hostName, substatus: 'deviceDataReset', applyInitialTwin: true });
+  });
+
+  it('hashed reallocation can move a device when its hub is still linked (update=true)', () => {
+    const id = idLandingOn(HUB_B.hostName, [HUB_A, HUB_B]);
+    const plan = planOf(
+      planAssignment(input({ registrationId: id, deviceId: id, previous: assigned(HUB_A.hostName, id) })),
+    );
+    expect(plan).toMatchObject({
+      assignedHub: HUB_B.hostName,
+      substatus: 'deviceDataMigrated',
+      previousHub: HUB_A.hostName,
+    });
+  });
+
+  it('updateHubAssignment=false reallocates when the current hub is no longer linked', () => {
+    const plan = planOf(
+      planAssignment(
+        input({
+          enrollment: enrollment({
+            iotHubs: [HUB_B.hostName],
+            reprovisionPolicy: { updateHubAssignment: false, migrateDeviceData: true },
+          }),
+          previous: assigned('unlinked.azure-devices.net'),
+        }),
+      ),
+    );
+    expect(plan.assignedHub).toBe(HUB_B.hostName);
+  });
+});

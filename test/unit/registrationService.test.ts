@@ -1,0 +1,618 @@
+import { describe, expect, it, vi } from 'vitest';
+
+import { deriveDeviceKey } from '../../shared/attestation/symmetricKey';
+import type { EnrollmentGroup, IndividualEnrollment, InitialTwin } from '../../shared/domain/enrollment';
+import type { LinkedHub } from '../../shared/domain/linkedHub';
+import type { RegistrationOperationStatus } from '../../shared/domain/registrationState';
+import type { ServiceConfiguration } from '../../shared/domain/serviceConfig';
+import { DpsError, conflict } from '../../shared/errors';
+import type { JsonResult } from '../../shared/http/response';
+import { createSas } from '../../shared/http/sas';
+import type { HubDeviceIdentity } from '../../shared/hubs/registryClient';
+import { HubError } from '../../shared/hubs/registryClient';
+import type { HubClientPool } from '../../shared/registration/assign';
+import type { DeviceRequest } from '../../shared/registration/deviceRequest';
+import { RegistrationService } from '../../shared/registration/service';
+import type { DevicePartition, StoredRegistration, Versioned } from '../../shared/storage/devices';
+import { publicEtag } from '../../shared/storage/etag';
+
+const SCOPE = '0ne00000A0A';
+const START = new Date('2024-01-01T00:00:00Z');
+const BUDGET_MS = 25;
+const RETRY_AFTER = 3;
+const HUB_HOST = 'hub-a.azure-devices.net';
+const HUB: LinkedHub = {
+  hostName: HUB_HOST,
+  connectionString: `HostName=${HUB_HOST};SharedAccessKeyName=iothubowner;SharedAccessKey=AAAA`,
+  allocationWeight: 1,
+  applyAllocationPolicy: true,
+};
+
+const GROUP_PRIMARY = Buffer.alloc(64, 1).toString('base64');
+const GROUP_SECONDARY = Buffer.alloc(64, 2).toString('base64');
+const TWIN: InitialTwin = { tags: { env: 'test' }, properties: { desired: { interval: 5 } } };
+const GROUP: EnrollmentGroup = {
+  enrollmentGroupId: 'group-1',
+  attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: GROUP_PRIMARY, secondaryKey: GROUP_SECONDARY } },
+  initialTwin: TWIN,
+  provisioningStatus: 'enabled',
+};
+const IND_PRIMARY = Buffer.alloc(32, 3).toString('base64');
+const IND_SECONDARY = Buffer.alloc(32, 4).toString('base64');
+
+const clone = <T>(value: T): T => JSON.parse(JSON.stringify(value)) as T;
+
+/** A promise the test settles: `release()` lets a held hub call continue. */
+function gate(): { promise: Promise<void>; release: () => void } {
+  let release: () => void = () => undefined;
+  const promise = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  return { promise, release };
+}
+
+/**
+ * The device partition in memory, with the ETag semantics of DeviceRepository.saveRegistration: create (etag
+ * undefined) fails with 409203 when the row exists; replace fails with 409203 unless the etag is current.
+ */
+class FakeDevices {
+  readonly enrollments = new Map<string, Versioned<IndividualEnrollment>>();
+  readonly registrations = new Map<string, Versioned<StoredRegistration>>();
+  /** Errors the next saves throw before writing anything (a crash, a storage outage). */
+  readonly saveFailures: Error[] = [];
+  saves = 0;
+  private version = 0;
+
+  load(registrationId: string): Promise<DevicePartition> {
+    const key = registrationId.toLowerCase();
+    const enrollment = this.enrollments.get(key);
+    const registration = this.registrations.get(key);
+    return Promise.resolve({
+      ...(enrollment ? { enrollment: clone(enrollment) } : {}),
+      ...(registration ? { registration: clone(registration) } : {}),
+    });
+  }
+
+  saveRegistration(registrationId: string, value: StoredRegistration, etag: string | undefined): Promise<string> {
+    const failure = this.saveFailures.shift();
+    if (failure) return Promise.reject(failure);
+    const key = registrationId.toLowerCase();
+    const current = this.registrations.get(key);
+    const stale = etag === undefined ? current !== undefined : current?.etag !== etag;
+    if (stale) return Promise.reject(conflict('Precondition failed.'));
+    this.saves++;
+    const next = `W/"datetime'2024-01-01T00%3A00%3A00.${String(++this.version).padStart(7, '0')}Z'"`;
+    // As the Table row: the state is stored without its etag.
+    this.registrations.set(key, { value: clone({ ...value, state: { ...value.state, etag: undefined } }), etag: next });
+    return Promise.resolve(next);
+  }
+
+  row(registrationId: string): Versioned<StoredRegistration> | undefined {
+    return this.registrations.get(registrationId.toLowerCase());
+  }
+}
+
+type HubCall =
+  | { op: 'upsertDevice'; hub: string; identity: HubDeviceIdentity }
+  | { op: 'applyTwin'; hub: string; deviceId: string; twin: InitialTwin }
+  | { op: 'getTwin'; hub: string; deviceId: string }
+  | { op: 'deleteDevice'; hub: string; deviceId: string };
+
+/** IoT hubs in memory: records every call; upserts can be held (gates) or made to fail. */
+class FakeHubs implements HubClientPool {
+  readonly calls: HubCall[] = [];
+  /** hub → deviceId → identity, as the hub registry would hold them. */
+  readonly devices = new Map<string, Map<string, HubDeviceIdentity>>();
+  readonly twins = new Map<string, InitialTwin>();
+  /** The next upserts wait for these promises, one each, before taking effect. */
+  readonly upsertGates: Promise<void>[] = [];
+  /** Thrown by the next upserts, one each. */
+  readonly upsertFailures: Error[] = [];
+
+  for(hub: LinkedHub) {
+    const host = hub.hostName;
+    const registry = this.devices.get(host) ?? new Map<string, HubDeviceIdentity>();
+    this.devices.set(host, registry);
+    return {
+      upsertDevice: async (identity: HubDeviceIdentity): Promise<void> => {
+        this.calls.push({ op: 'upsertDevice', hub: host, identity });
+        const held = this.upsertGates.shift();
+        if (held) await held;
+        const failure = this.upsertFailures.shift();
+        if (failure) throw failure;
+        registry.set(identity.deviceId, identity);
+      },
+      applyTwin: (deviceId: string, twin: InitialTwin): Promise<void> => {
+        this.calls.push({ op: 'applyTwin', hub: host, deviceId, twin });
+        this.twins.set(`${host}/${deviceId}`, twin);
+        return Promise.resolve();
+      },
+      getTwin: (deviceId: string): Promise<InitialTwin | undefined> => {
+        this.calls.push({ op: 'getTwin', hub: host, deviceId });
+        return Promise.resolve(this.twins.get(`${host}/${deviceId}`));
+      },
+      deleteDevice: (deviceId: string): Promise<boolean> => {
+        this.calls.push({ op: 'deleteDevice', hub: host, deviceId });
+        this.twins.delete(`${host}/${deviceId}`);
+        return Promise.resolve(registry.delete(deviceId));
+      },
+    };
+  }
+
+  upserts(): HubDeviceIdentity[] {
+    return this.calls.flatMap((c) => (c.op === 'upsertDevice' ? [c.identity] : []));
+  }
+
+  /** Device IDs that exist on the hub now (upserts are idempotent, so this counts identities, not calls). */
+  deviceIds(host = HUB_HOST): string[] {
+    return [...(this.devices.get(host)?.keys() ?? [])];
+  }
+}
+
+function setup(groups: EnrollmentGroup[] = [GROUP]) {
+  const devices = new FakeDevices();
+  const hubs = new FakeHubs();
+  const logs: string[] = [];
+  let now = START.getTime();
+  const configuration: Pick<ServiceConfiguration, 'linkedHubs' | 'settings'> = {
+    linkedHubs: [HUB],
+    settings: { defaultAllocationPolicy: 'hashed' },
+  };
+  const service = new RegistrationService({
+    idScope: SCOPE,
+    devices,
+    groups: { list: () => Promise.resolve(groups) },
+    configuration: {
+      get: () => Promise.resolve(configuration),
+    },
+    hubs,
+    clock: () => new Date(now),
+    budgetMs: BUDGET_MS,
+    retryAfterSeconds: RETRY_AFTER,
+    log: (message) => logs.push(message),
+  });
+  return {
+    service,
+    devices,
+    hubs,
+    logs,
+    configuration,
+    advance: (ms: number) => {
+      now += ms;
+    },
+  };
+}
+
+/** A device request signed like the SDKs sign it: sr = `{idScope}/registrations/{registrationId}`. */
+function deviceRequest(
+  registrationId: string,
+  options: { key?: string; idScope?: string; payload?: unknown } = {},
+): DeviceRequest {
+  const idScope = options.idScope ?? SCOPE;
+  const key = options.key ?? deriveDeviceKey(GROUP_PRIMARY, registrationId);
+  const expiry = Math.floor(START.getTime() / 1000) + 3600;
+  return {
+    idScope,
+    registrationId,
+    authorization: createSas(`${idScope}/registrations/${registrationId}`, key, expiry, 'registration'),
+    forceRegistration: false,
+    ...(options.payload !== undefined ? { payload: options.payload } : {}),
+  };
+}
+
+const bodyOf = (result: JsonResult): RegistrationOperationStatus => result.body as RegistrationOperationStatus;
+
+async function dpsErrorOf(promise: Promise<unknown>): Promise<DpsError> {
+  let thrown: unknown;
+  try {
+    await promise;
+  } catch (err) {
+    thrown = err;
+  }
+  expect(thrown).toBeInstanceOf(DpsError);
+  return thrown as DpsError;
+}
+
+/** Lets pending promise callbacks (a background commit) run. */
+const settle = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+describe('RegistrationService.register: a group device', () => {
+  it('first registration answers 202 assigned with initialAssignment and the committed state', async () => {
+    const { service, devices } = setup();
+    const result = await service.register(deviceRequest('device-1'));
+
+    expect(result.status).toBe(202);
+    const body = bodyOf(result);
+    expect(body.operationId).toMatch(/^1\.[0-9a-f]{16}\.[0-9a-f-]{36}$/);
+    expect(body.status).toBe('assigned');
+    const row = devices.row('device-1');
+    expect(row?.value.operation).toMatchObject({ operationId: body.operationId, status: 'assigned' });
+    expect(body.registrationState).toEqual({
+      registrationId: 'device-1',
+      createdDateTimeUtc: START.toISOString(),
+      assignedHub: HUB_HOST,
+      deviceId: 'device-1',
+      status: 'assigned',
+      substatus: 'initialAssignment',
+      symmetricKey: { enrollmentGroupId: 'group-1' },
+      lastUpdatedDateTimeUtc: START.toISOString(),
+      etag: publicEtag(row?.etag ?? ''),
+    });
+    expect(result.headers?.['Retry-After']).toBeUndefined();
+  });
+
+  it('creates the hub device once with the derived group keys, then applies the group initial twin', async () => {
+    const { service, hubs } = setup();
+    await service.register(deviceRequest('device-1'));
+
+    expect(hubs.calls).toEqual([
+      {
+        op: 'upsertDevice',
+        hub: HUB_HOST,
+        identity: {
+          deviceId: 'device-1',
+          primaryKey: deriveDeviceKey(GROUP_PRIMARY, 'device-1'),
+          secondaryKey: deriveDeviceKey(GROUP_SECONDARY, 'device-1'),
+          iotEdge: false,
+        },
+      },
+      { op: 'applyTwin', hub: HUB_HOST, deviceId: 'device-1', twin: TWIN },
+    ]);
+  });
+
+  it('a device signing with its derived secondary key is registered too', async () => {
+    const { service } = setup();
+    const result = await service.register(
+      deviceRequest('device-2', { key: deriveDeviceKey(GROUP_SECONDARY, 'device-2') }),
+    );
+    expect(bodyOf(result).status).toBe('assigned');
+  });
+
+  it('keeps the device payload in the registration state', async () => {
+    const { service } = setup();
+    const result = await service.register(deviceRequest('device-1', { payload: { model: 'x1' } }));
+    expect(bodyOf(result).registrationState.payload).toEqual({ model: 'x1' });
+  });
+
+  it('re-registering an assigned device keeps one hub device and its creation time, without re-applying the twin', async () => {
+    const { service, hubs, advance } = setup();
+    await service.register(deviceRequest('device-1'));
+    advance(60_000);
+    const again = bodyOf(await service.register(deviceRequest('device-1')));
+
+    expect(again.status).toBe('assigned');
+    expect(again.registrationState.substatus).toBe('reprovisionedToInitialAssignment');
+    expect(again.registrationState.createdDateTimeUtc).toBe(START.toISOString());
+    expect(again.registrationState.lastUpdatedDateTimeUtc).toBe(new Date(START.getTime() + 60_000).toISOString());
+    expect(hubs.deviceIds()).toEqual(['device-1']);
+    expect(hubs.calls.filter((c) => c.op === 'applyTwin')).toHaveLength(1);
+  });
+
+  it('a token signed with another key is 401 and touches neither storage nor the hub', async () => {
+    const { service, devices, hubs } = setup();
+    const err = await dpsErrorOf(service.register(deviceRequest('device-1', { key: GROUP_PRIMARY })));
+    expect(err).toMatchObject({ status: 401, errorCode: 401002 });
+    expect(devices.saves).toBe(0);
+    expect(hubs.calls).toEqual([]);
+  });
+});
+
+describe('RegistrationService.register: an individual enrollment', () => {
+  it('uses the enrollment deviceId and keys for the hub identity', async () => {
+    const { service, devices, hubs } = setup([]);
+    devices.enrollments.set('device-9', {
+      value: {
+        registrationId: 'device-9',
+        deviceId: 'custom-device',
+        attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: IND_PRIMARY, secondaryKey: IND_SECONDARY } },
+        capabilities: { iotEdge: true },
+      },
+      etag: 'e1',
+    });
+    const body = bodyOf(await service.register(deviceRequest('device-9', { key: IND_SECONDARY })));
+
+    expect(body.status).toBe('assigned');
+    expect(body.registrationState).toMatchObject({ deviceId: 'custom-device', assignedHub: HUB_HOST });
+    expect(body.registrationState.symmetricKey).toBeUndefined();
+    expect(hubs.upserts()).toEqual([
+      { deviceId: 'custom-device', primaryKey: IND_PRIMARY, secondaryKey: IND_SECONDARY, iotEdge: true },
+    ]);
+    // No initial twin on this enrollment: nothing to apply.
+    expect(hubs.calls.filter((c) => c.op === 'applyTwin')).toEqual([]);
+  });
+});
+
+describe('RegistrationService: crash recovery', () => {
+  it('a crash after the hub step, then a re-register, converges on one hub device and an assigned state', async () => {
+    const { service, devices, hubs } = setup();
+    devices.saveFailures.push(new Error('process died before the commit'));
+    await expect(service.register(deviceRequest('device-1'))).rejects.toThrow('process died');
+    expect(hubs.deviceIds()).toEqual(['device-1']);
+    expect(devices.row('device-1')).toBeUndefined();
+
+    const retried = await service.register(deviceRequest('device-1'));
+    expect(bodyOf(retried).status).toBe('assigned');
+    expect(bodyOf(retried).registrationState.substatus).toBe('initialAssignment');
+    expect(hubs.upserts()).toHaveLength(2);
+    expect(new Set(hubs.upserts().map((u) => u.deviceId))).toEqual(new Set(['device-1']));
+    expect(hubs.deviceIds()).toEqual(['device-1']);
+    const lookup = await service.statusLookup(deviceRequest('device-1'));
+    expect(lookup.body).toMatchObject({ status: 'assigned', assignedHub: HUB_HOST, deviceId: 'device-1' });
+  });
+
+  it('a background commit lost to a crash is finished by a poll after 2x budget, with one hub device', async () => {
+    const { service, devices, hubs, logs, advance } = setup();
+    const slow = gate();
+    hubs.upsertGates.push(slow.promise);
+    const started = bodyOf(await service.register(deviceRequest('device-1')));
+    expect(started.status).toBe('assigning');
+
+    devices.saveFailures.push(new Error('process died before the background commit'));
+    slow.release();
+    await vi.waitFor(() => expect(logs.join('\n')).toContain('skipped'));
+    expect(devices.row('device-1')?.value.operation.status).toBe('assigning');
+
+    const early = await service.operationStatus(deviceRequest('device-1'), started.operationId);
+    expect(early.status).toBe(202);
+    expect(bodyOf(early).status).toBe('assigning');
+
+    advance(2 * BUDGET_MS);
+    const resumed = await service.operationStatus(deviceRequest('device-1'), started.operationId);
+    expect(resumed.status).toBe(200);
+    expect(bodyOf(resumed).status).toBe('assigned');
+    expect(hubs.deviceIds()).toEqual(['device-1']);
+    expect(devices.row('device-1')?.value.operation).toMatchObject({
+      operationId: started.operationId,
+      status: 'assigned',
+    });
+  });
+});
+
+describe('RegistrationService: a slow hub', () => {
+  it('over budget: 202 assigning with Retry-After; a poll before 2x budget waits; the background commit finishes', async () => {
+    const { service, devices, hubs, advance } = setup();
+    const slow = gate();
+    hubs.upsertGates.push(slow.promise);
+
+    const started = await service.register(deviceRequest('device-1'));
+    expect(started.status).toBe(202);
+    expect(started.headers).toEqual({ 'Retry-After': String(RETRY_AFTER) });
+    const body = bodyOf(started);
+    expect(body.status).toBe('assigning');
+    expect(body.registrationState).toEqual({ registrationId: 'device-1', status: 'assigning' });
+    expect(devices.row('device-1')?.value.operation).toMatchObject({
+      operationId: body.operationId,
+      status: 'assigning',
+      startedAtUtc: START.toISOString(),
+    });
+
+    advance(2 * BUDGET_MS - 1);
+    const early = await service.operationStatus(deviceRequest('device-1'), body.operationId);
+    expect(early.status).toBe(202);
+    expect(early.headers).toEqual({ 'Retry-After': String(RETRY_AFTER) });
+    expect(bodyOf(early).status).toBe('assigning');
+    expect(hubs.upserts()).toHaveLength(1);
+
+    slow.release();
+    await vi.waitFor(() => expect(devices.row('device-1')?.value.operation.status).toBe('assigned'));
+
+    const done = await service.operationStatus(deviceRequest('device-1'), body.operationId);
+    expect(done.status).toBe(200);
+    expect(bodyOf(done)).toMatchObject({
+      operationId: body.operationId,
+      status: 'assigned',
+      registrationState: {
+        registrationId: 'device-1',
+        status: 'assigned',
+        assignedHub: HUB_HOST,
+        deviceId: 'device-1',
+        substatus: 'initialAssignment',
+        etag: publicEtag(devices.row('device-1')?.etag ?? ''),
+      },
+    });
+    expect(hubs.upserts()).toHaveLength(1);
+    expect(hubs.deviceIds()).toEqual(['device-1']);
+  });
+
+  it('a stuck operation is resumed and finished by a poll after 2x budget; the late original commit is dropped', async () => {
+    const { service, devices, hubs, logs, advance } = setup();
+    const stuck = gate();
+    hubs.upsertGates.push(stuck.promise);
+    const started = bodyOf(await service.register(deviceRequest('device-1')));
+    expect(started.status).toBe('assigning');
+
+    advance(2 * BUDGET_MS);
+    const resumed = await service.operationStatus(deviceRequest('device-1'), started.operationId);
+    expect(resumed.status).toBe(200);
+    expect(bodyOf(resumed)).toMatchObject({
+      operationId: started.operationId,
+      status: 'assigned',
+      registrationState: { status: 'assigned', assignedHub: HUB_HOST, substatus: 'initialAssignment' },
+    });
+    expect(hubs.upserts()).toHaveLength(2);
+    expect(hubs.deviceIds()).toEqual(['device-1']);
+    const committed = devices.row('device-1');
+    expect(committed?.value.operation.status).toBe('assigned');
+
+    // The original instance wakes up: its commit holds a stale ETag and must not overwrite the result.
+    stuck.release();
+    await vi.waitFor(() => expect(logs.join('\n')).toContain(`background commit of ${started.operationId} skipped`));
+    expect(devices.row('device-1')).toEqual(committed);
+  });
+
+  it('a poll that resumes while the original commit lands first answers assigning, then the committed result', async () => {
+    const { service, devices, hubs, advance } = setup();
+    const first = gate();
+    const second = gate();
+    hubs.upsertGates.push(first.promise, second.promise);
+    const started = bodyOf(await service.register(deviceRequest('device-1')));
+
+    advance(2 * BUDGET_MS);
+    const polling = service.operationStatus(deviceRequest('device-1'), started.operationId);
+    await vi.waitFor(() => expect(hubs.upserts()).toHaveLength(2));
+    first.release();
+    await vi.waitFor(() => expect(devices.row('device-1')?.value.operation.status).toBe('assigned'));
+    second.release();
+
+    const raced = await polling;
+    expect(raced.status).toBe(202);
+    expect(bodyOf(raced).status).toBe('assigning');
+    const next = await service.operationStatus(deviceRequest('device-1'), started.operationId);
+    expect(next.status).toBe(200);
+    expect(bodyOf(next).status).toBe('assigned');
+    expect(hubs.deviceIds()).toEqual(['device-1']);
+  });
+
+  it('a resumed operation whose hub was unlinked meanwhile fails with 500001', async () => {
+    const { service, hubs, configuration, advance } = setup();
+    const stuck = gate();
+    hubs.upsertGates.push(stuck.promise);
+    const started = bodyOf(await service.register(deviceRequest('device-1')));
+    configuration.linkedHubs = [];
+
+    advance(2 * BUDGET_MS);
+    const resumed = await service.operationStatus(deviceRequest('device-1'), started.operationId);
+    expect(resumed.status).toBe(200);
+    expect(bodyOf(resumed)).toMatchObject({ status: 'failed', registrationState: { errorCode: 500001 } });
+    expect(bodyOf(resumed).registrationState.errorMessage).toContain(HUB_HOST);
+  });
+
+  it('statusLookup during a slow first registration shows assigning', async () => {
+    const { service, hubs } = setup();
+    const slow = gate();
+    hubs.upsertGates.push(slow.promise);
+    await service.register(deviceRequest('device-1'));
+    const lookup = await service.statusLookup(deviceRequest('device-1'));
+    expect(lookup.status).toBe(200);
+    expect(lookup.body).toMatchObject({ registrationId: 'device-1', status: 'assigning' });
+    slow.release();
+    await settle();
+  });
+});
+
+describe('RegistrationService: failures', () => {
+  it('a hub failure is status failed with errorCode 500001, naming only the hub host', async () => {
+    const { service, hubs, devices, logs } = setup();
+    hubs.upsertFailures.push(
+      new HubError(HUB_HOST, 403, 'IotHubQuotaExceeded: SharedAccessKeyName=iothubowner tracking 0xdeadbeef'),
+    );
+    const result = await service.register(deviceRequest('device-1'));
+
+    expect(result.status).toBe(202);
+    const body = bodyOf(result);
+    expect(body.status).toBe('failed');
+    expect(body.registrationState).toMatchObject({ registrationId: 'device-1', status: 'failed', errorCode: 500001 });
+    const message = body.registrationState.errorMessage ?? '';
+    expect(message).toContain(HUB_HOST);
+    for (const detail of ['403', 'IotHubQuotaExceeded', 'SharedAccessKeyName', 'iothubowner', '0xdeadbeef']) {
+      expect(message).not.toContain(detail);
+    }
+    expect(body.registrationState.assignedHub).toBeUndefined();
+    expect(devices.row('device-1')?.value.operation.status).toBe('failed');
+    // The operator still gets the detail in the log.
+    expect(logs.join('\n')).toContain('IotHubQuotaExceeded');
+
+    const poll = await service.operationStatus(deviceRequest('device-1'), body.operationId);
+    expect(poll.status).toBe(200);
+    expect(bodyOf(poll).status).toBe('failed');
+  });
+
+  it('a static enrollment whose hub is not linked fails with 400208 before touching any hub', async () => {
+    const { service, hubs } = setup([{ ...GROUP, iotHubs: ['gone.azure-devices.net'], allocationPolicy: 'static' }]);
+    const body = bodyOf(await service.register(deviceRequest('device-1')));
+    expect(body.status).toBe('failed');
+    expect(body.registrationState.errorCode).toBe(400208);
+    expect(hubs.calls).toEqual([]);
+  });
+
+  it('a disabled enrollment answers status disabled and never touches the hub', async () => {
+    const { service, hubs, devices } = setup([{ ...GROUP, provisioningStatus: 'disabled' }]);
+    const result = await service.register(deviceRequest('device-1'));
+
+    expect(result.status).toBe(202);
+    expect(bodyOf(result).status).toBe('disabled');
+    expect(bodyOf(result).registrationState).toMatchObject({ registrationId: 'device-1', status: 'disabled' });
+    expect(hubs.calls).toEqual([]);
+    expect(devices.row('device-1')?.value.state.status).toBe('disabled');
+    expect((await service.statusLookup(deviceRequest('device-1'))).body).toMatchObject({ status: 'disabled' });
+  });
+
+  it('a wrong ID scope is 401 on every device endpoint', async () => {
+    const { service, devices, hubs } = setup();
+    const request = deviceRequest('device-1', { idScope: '0ne99999999' });
+    expect(await dpsErrorOf(service.register(request))).toMatchObject({ status: 401, errorCode: 401002 });
+    expect(await dpsErrorOf(service.operationStatus(request, 'op'))).toMatchObject({ status: 401 });
+    expect(await dpsErrorOf(service.statusLookup(request))).toMatchObject({ status: 401 });
+    expect(devices.saves).toBe(0);
+    expect(hubs.calls).toEqual([]);
+  });
+
+  it('the ID scope is compared case-insensitively', async () => {
+    const { service } = setup();
+    const body = bodyOf(await service.register(deviceRequest('device-1', { idScope: SCOPE.toLowerCase() })));
+    expect(body.status).toBe('assigned');
+  });
+
+  it('a missing Authorization header is 401', async () => {
+    const { service } = setup();
+    const request: DeviceRequest = { ...deviceRequest('device-1'), authorization: null };
+    expect(await dpsErrorOf(service.register(request))).toMatchObject({ status: 401 });
+  });
+});
+
+describe('RegistrationService: operations and status lookup', () => {
+  it('an operation ID that is not the current one is 404', async () => {
+    const { service } = setup();
+    expect(await dpsErrorOf(service.operationStatus(deviceRequest('device-1'), 'nope'))).toMatchObject({
+      status: 404,
+    });
+    const first = bodyOf(await service.register(deviceRequest('device-1')));
+    expect(await dpsErrorOf(service.operationStatus(deviceRequest('device-1'), `${first.operationId}x`))).toMatchObject(
+      { status: 404 },
+    );
+    // A re-register replaces the operation: the old ID is gone.
+    const second = bodyOf(await service.register(deviceRequest('device-1')));
+    expect(second.operationId).not.toBe(first.operationId);
+    expect(await dpsErrorOf(service.operationStatus(deviceRequest('device-1'), first.operationId))).toMatchObject({
+      status: 404,
+    });
+    expect((await service.operationStatus(deviceRequest('device-1'), second.operationId)).status).toBe(200);
+  });
+
+  it('a finished operation polls 200 with the committed state and its etag', async () => {
+    const { service, devices } = setup();
+    const started = bodyOf(await service.register(deviceRequest('device-1')));
+    const poll = await service.operationStatus(deviceRequest('device-1'), started.operationId);
+    expect(poll.status).toBe(200);
+    expect(bodyOf(poll)).toEqual({
+      ...started,
+      registrationState: { ...started.registrationState, etag: publicEtag(devices.row('device-1')?.etag ?? '') },
+    });
+  });
+
+  it('statusLookup is 404 before the first registration and 200 with the state after', async () => {
+    const { service, devices } = setup();
+    expect(await dpsErrorOf(service.statusLookup(deviceRequest('device-1')))).toMatchObject({ status: 404 });
+
+    await service.register(deviceRequest('device-1'));
+    const lookup = await service.statusLookup(deviceRequest('device-1'));
+    expect(lookup.status).toBe(200);
+    expect(lookup.body).toEqual({
+      registrationId: 'device-1',
+      createdDateTimeUtc: START.toISOString(),
+      assignedHub: HUB_HOST,
+      deviceId: 'device-1',
+      status: 'assigned',
+      substatus: 'initialAssignment',
+      symmetricKey: { enrollmentGroupId: 'group-1' },
+      lastUpdatedDateTimeUtc: START.toISOString(),
+      etag: publicEtag(devices.row('device-1')?.etag ?? ''),
+    });
+  });
+
+  it('statusLookup of another device is still 404 (registrations are per device)', async () => {
+    const { service } = setup();
+    await service.register(deviceRequest('device-1'));
+    expect(await dpsErrorOf(service.statusLookup(deviceRequest('device-2')))).toMatchObject({ status: 404 });
+  });
+});
