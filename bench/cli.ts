@@ -1,0 +1,85 @@
+// Command-line options of `npm run bench`.
+import { parseArgs } from 'node:util';
+
+export interface BenchOptions {
+  devices: number;
+  concurrency: number[];
+  json: boolean;
+  smoke: boolean;
+  warmup: number;
+  coldRuns: number;
+  /** Enrollments in the service-API bulk create (0 skips it). */
+  bulk: number;
+  /** The host's DPS_REGISTER_BUDGET_MS; undefined keeps the service default. */
+  registerBudgetMs: number | undefined;
+  /** Write a V8 CPU profile of the host process into this folder. */
+  hostCpuProf: string | undefined;
+}
+
+export const HELP = `Usage: npm run bench -- [options]
+  --devices <n>            devices per scenario and concurrency level (default 1000; --smoke: 20)
+  --concurrency <list>     comma-separated concurrency levels (default 1,16,64; --smoke: 1,4)
+  --json                   machine-readable result on stdout only (progress stays on stderr)
+  --smoke                  a few-second run that exits non-zero if any registration failed
+  --warmup <n>             unmeasured group registrations before each level (default 100; --smoke: 10)
+  --cold-runs <n>          fresh processes per cold-import measurement, median kept (default 7; --smoke: 0 = skip)
+  --bulk <n>               enrollments in the one service-API bulk create (default 10000, the API's maximum;
+                           --smoke: 100; 0 = skip)
+  --register-budget-ms <n> the host's DPS_REGISTER_BUDGET_MS (0 = every PUT answers 'assigning' and polls finish it)
+  --host-cpu-prof <dir>    write a V8 CPU profile of the host process into <dir>
+  --help`;
+
+/** A bad command line: reported as one line and exit code 2, without a stack. */
+export class UsageError extends Error {}
+
+export function parseOptions(argv: string[]): BenchOptions | 'help' {
+  try {
+    return parse(argv);
+  } catch (err) {
+    throw new UsageError(err instanceof Error ? err.message : String(err));
+  }
+}
+
+function parse(argv: string[]): BenchOptions | 'help' {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      devices: { type: 'string' },
+      concurrency: { type: 'string' },
+      json: { type: 'boolean', default: false },
+      smoke: { type: 'boolean', default: false },
+      warmup: { type: 'string' },
+      'cold-runs': { type: 'string' },
+      bulk: { type: 'string' },
+      'register-budget-ms': { type: 'string' },
+      'host-cpu-prof': { type: 'string' },
+      help: { type: 'boolean', default: false },
+    },
+  });
+  if (values.help) return 'help';
+  const smoke = values.smoke;
+  const concurrency = [
+    ...new Set((values.concurrency ?? (smoke ? '1,4' : '1,16,64')).split(',').map((c) => whole('concurrency', c, 1))),
+  ];
+  return {
+    devices: whole('devices', values.devices ?? (smoke ? '20' : '1000'), 1),
+    concurrency,
+    json: values.json,
+    smoke,
+    warmup: whole('warmup', values.warmup ?? (smoke ? '10' : '100'), 0),
+    coldRuns: whole('cold-runs', values['cold-runs'] ?? (smoke ? '0' : '7'), 0),
+    bulk: whole('bulk', values.bulk ?? (smoke ? '100' : '10000'), 0),
+    registerBudgetMs:
+      values['register-budget-ms'] === undefined
+        ? undefined
+        : whole('register-budget-ms', values['register-budget-ms'], 0),
+    hostCpuProf: values['host-cpu-prof'],
+  };
+}
+
+function whole(name: string, value: string, min: number): number {
+  const trimmed = value.trim();
+  if (!/^\d+$/.test(trimmed) || Number(trimmed) < min)
+    throw new Error(`--${name} must be a whole number ≥ ${min}, not '${value}'`);
+  return Number(trimmed);
+}

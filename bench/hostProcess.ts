@@ -1,0 +1,105 @@
+// The host process (forked by the driver): runs the real dev stack (dev host + hub emulator) against the driver's
+// Azurite, and answers the driver's IPC requests with its Table round-trip counter, RSS peak, CPU time and event-loop
+// delay. It lives in its own process so the load generator's CPU and memory don't count as the host's.
+import { subscribe } from 'node:diagnostics_channel';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+
+import { tableRequestCounter } from '../shared/storage/tables';
+import type { Stack } from '../dev/stack';
+import { startStack } from '../dev/stack';
+import type { DriverMessage, HostMessage, HostStats } from './hostProtocol';
+
+let stack: Stack | undefined;
+let rssPeak = process.memoryUsage.rss();
+
+const sample = () => {
+  const rss = process.memoryUsage.rss();
+  if (rss > rssPeak) rssPeak = rss;
+  return rss;
+};
+setInterval(sample, 50).unref();
+// Outgoing connections this process opens (to Azurite and to the hub): keep-alive should keep them few.
+let connectionsOpened = 0;
+subscribe('net.client.socket', () => connectionsOpened++);
+const loopDelay = monitorEventLoopDelay({ resolution: 10 });
+loopDelay.enable();
+
+function stats(): HostStats {
+  const rssBytes = sample();
+  const cpu = process.cpuUsage();
+  const ms = (ns: number) => ns / 1e6;
+  return {
+    tableRequests: tableRequestCounter.count,
+    rssBytes,
+    rssPeakBytes: rssPeak,
+    cpuMicros: cpu.user + cpu.system,
+    connectionsOpened,
+    eventLoopDelayMs: { p50: ms(loopDelay.percentile(50)), p99: ms(loopDelay.percentile(99)), max: ms(loopDelay.max) },
+  };
+}
+
+function send(message: HostMessage): Promise<void> {
+  return new Promise((resolve) => {
+    if (!process.send) return resolve();
+    process.send(message, undefined, {}, () => resolve());
+  });
+}
+
+let stopping = false;
+async function shutdown(code: number): Promise<never> {
+  if (!stopping) {
+    stopping = true;
+    await stack?.stop().catch(() => undefined);
+  }
+  // A normal exit, so `--cpu-prof` gets to write its profile.
+  process.exit(code);
+}
+
+process.on('message', (raw: DriverMessage) => {
+  if (raw.type === 'start') {
+    const { options } = raw;
+    startStack({
+      tablesConnectionString: options.tablesConnectionString,
+      certs: options.certs,
+      settings: options.settings,
+      stateDir: options.stateDir,
+    }).then(
+      (started) => {
+        stack = started;
+        rssPeak = process.memoryUsage.rss();
+        void send({ type: 'ready', idScope: started.idScope, deviceEndpoint: started.deviceEndpoint });
+      },
+      (err: unknown) => {
+        void send({ type: 'failed', message: err instanceof Error ? err.message : String(err) }).finally(() =>
+          shutdown(1),
+        );
+      },
+    );
+    return;
+  }
+  switch (raw.command) {
+    case 'resetWindow':
+      rssPeak = process.memoryUsage.rss();
+      loopDelay.reset();
+      break;
+    case 'invalidateCaches':
+      stack?.services.invalidateCaches();
+      break;
+    case 'stop':
+      void (stack?.stop() ?? Promise.resolve())
+        .finally(() => {
+          stack = undefined;
+          return send({ type: 'reply', id: raw.id, stats: stats() });
+        })
+        .finally(() => shutdown(0));
+      return;
+    case 'stats':
+      break;
+  }
+  void send({ type: 'reply', id: raw.id, stats: stats() });
+});
+
+// The driver is gone (crashed or killed): don't outlive it.
+process.on('disconnect', () => void shutdown(1));
+process.on('SIGTERM', () => void shutdown(143));
+process.on('SIGINT', () => void shutdown(130));

@@ -1,0 +1,227 @@
+// The printed result: plain-text tables for people, one JSON document for machines.
+import type { BulkCreateResult } from './bulkCreate';
+import type { CeilingResult } from './tablesCeiling';
+import type { ColdImportResult } from './coldImport';
+import type { PlannedScenario, ScenarioResult } from './scenarios';
+
+export interface BenchReport {
+  meta: {
+    startedAt: string;
+    node: string;
+    cpus: string;
+    devicesPerScenario: number;
+    concurrency: number[];
+    warmup: number;
+    bulk: number;
+    registerBudgetMs: number | undefined;
+    totalSeconds: number;
+  };
+  scenarios: ScenarioResult[];
+  ceiling: CeilingResult[];
+  /** Per concurrency: each scenario's rate ÷ raw upserts/s (registrations) or ÷ raw gets/s (polls). */
+  ratios: { concurrency: number; scenario: string; versus: 'upsert' | 'get'; ratio: number }[];
+  /** The service-API bulk create; null when skipped (--bulk 0). */
+  bulkCreate: BulkCreateResult | null;
+  coldImport: ColdImportResult | null;
+  notAvailable: PlannedScenario[];
+  failed: number;
+}
+
+export function ratios(scenarios: readonly ScenarioResult[], ceiling: readonly CeilingResult[]): BenchReport['ratios'] {
+  return scenarios.flatMap((s) => {
+    const c = ceiling.find((x) => x.concurrency === s.concurrency);
+    if (!c) return [];
+    const versus = s.unit === 'poll' ? ('get' as const) : ('upsert' as const);
+    const raw = versus === 'get' ? c.get.perSecond : c.upsert.perSecond;
+    return [{ concurrency: s.concurrency, scenario: s.scenario, versus, ratio: raw > 0 ? s.perSecond / raw : 0 }];
+  });
+}
+
+/** One file by name; several as "N files in <dir>" (the JSON output lists them). */
+const filesOf = (files: readonly string[]): string =>
+  files.length === 1 ? (files[0] ?? '') : `${files.length} files in ${files[0]?.replace(/\/[^/]*$/, '') ?? ''}`;
+
+const f = (n: number | undefined, digits = 1): string => (n === undefined ? '-' : n.toFixed(digits));
+
+function table(headers: string[], rows: string[][]): string {
+  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  // The first column is text (left-aligned); the rest are numbers (right-aligned).
+  const line = (cells: string[]) =>
+    cells.map((c, i) => (i === 0 ? c.padEnd(widths[i] ?? 0) : c.padStart(widths[i] ?? 0))).join('  ');
+  return [line(headers), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
+}
+
+export function formatText(report: BenchReport): string {
+  const { meta } = report;
+  const out: string[] = [];
+  out.push(
+    `Open DPS benchmark — ${meta.devicesPerScenario} devices per scenario and level, concurrency ${meta.concurrency.join(',')}, ` +
+      `warm-up ${meta.warmup}, register budget ${meta.registerBudgetMs ?? 'default'} ms`,
+    `${meta.node}, ${meta.cpus}; ${meta.startedAt}; total ${meta.totalSeconds.toFixed(1)} s`,
+    'Processes: driver (this) · host (dev host + hub emulator via startStack; a fresh one with its own tables per level)',
+    '· Azurite Table CLI (in memory, shared by the whole run).',
+    '',
+    'Device traffic (latency of the PUT for registrations, of the GET for polls; cpu = % of one core over the run;',
+    "'other' = the rest of the machine, other processes and steal: high values mean a noisy run)",
+  );
+  out.push(
+    table(
+      [
+        'scenario',
+        'conc',
+        'ops',
+        'fail',
+        'ops/s',
+        'p50 ms',
+        'p95 ms',
+        'p99 ms',
+        'polls/dev',
+        'trips/op',
+        'host MB',
+        'host ms/op',
+        'loop p99/max',
+        'host conns',
+        'cpu host',
+        'cpu azurite',
+        'cpu driver',
+        'cpu other',
+      ],
+      report.scenarios.map((s) => [
+        s.scenario,
+        String(s.concurrency),
+        String(s.operations),
+        String(s.failed),
+        f(s.perSecond, 0),
+        f(s.latencyMs.p50),
+        f(s.latencyMs.p95),
+        f(s.latencyMs.p99),
+        s.unit === 'poll' ? '-' : f(s.pollsPerDevice, 2),
+        f(s.tableRequestsPerOp, 2),
+        f(s.hostRssPeakMb, 0),
+        f(s.hostCpuMsPerOp, 2),
+        `${f(s.hostLoopDelayMs.p99, 0)}/${f(s.hostLoopDelayMs.max, 0)}`,
+        String(s.hostConnectionsOpened),
+        `${f(s.cpuPercent.host, 0)}%`,
+        s.cpuPercent.azurite === undefined ? '-' : `${f(s.cpuPercent.azurite, 0)}%`,
+        `${f(s.cpuPercent.driver, 0)}%`,
+        s.cpuPercent.other === undefined ? '-' : `${f(s.cpuPercent.other, 0)}%`,
+      ]),
+    ),
+  );
+
+  out.push(
+    '',
+    'Storage ceiling, same run and concurrency, raw @azure/data-tables: upsert/get of small entities on a table of its own;',
+    "query = a registration's device-partition query on the host's Devices table (Azurite scans the table for it)",
+  );
+  out.push(
+    table(
+      [
+        'conc',
+        'upserts/s',
+        'p50 ms',
+        'p99 ms',
+        'gets/s',
+        'p50 ms',
+        'p99 ms',
+        'queries/s',
+        'p50 ms',
+        'p99 ms',
+        'Devices rows',
+      ],
+      report.ceiling.map((c) => [
+        String(c.concurrency),
+        f(c.upsert.perSecond, 0),
+        f(c.upsert.latencyMs.p50),
+        f(c.upsert.latencyMs.p99),
+        f(c.get.perSecond, 0),
+        f(c.get.latencyMs.p50),
+        f(c.get.latencyMs.p99),
+        f(c.query.perSecond, 0),
+        f(c.query.latencyMs.p50),
+        f(c.query.latencyMs.p99),
+        String(c.devicesTableRows),
+      ]),
+    ),
+  );
+
+  const names = [...new Set(report.ratios.map((r) => `${r.scenario} ÷ ${r.versus}`))];
+  if (names.length > 0) {
+    out.push('', 'Ratios: scenario ops/s ÷ raw ops/s (registrations vs upserts, polls vs gets)');
+    out.push(
+      table(
+        ['conc', ...names],
+        [...new Set(report.ratios.map((r) => r.concurrency))].map((c) => [
+          String(c),
+          ...names.map((n) => {
+            const r = report.ratios.find((x) => x.concurrency === c && `${x.scenario} ÷ ${x.versus}` === n);
+            return r ? f(r.ratio, 2) : '-';
+          }),
+        ]),
+      ),
+    );
+  }
+
+  out.push('');
+  const bulk = report.bulkCreate;
+  if (bulk) {
+    const c16 = report.ceiling.find((c) => c.concurrency === 16);
+    out.push('Service API: one bulk create (POST /enrollments, mode create; the service writes 16 at a time)');
+    out.push(
+      table(
+        [
+          'enrollments',
+          'fail',
+          'KB sent',
+          's',
+          'enrollments/s',
+          'trips/enrollment',
+          'host MB',
+          'host ms/enr',
+          'loop max',
+          '÷ upsert c=16',
+        ],
+        [
+          [
+            String(bulk.enrollments),
+            String(bulk.failed),
+            f(bulk.requestBytes / 1024, 0),
+            f(bulk.wallMs / 1000, 2),
+            f(bulk.enrollmentsPerSecond, 0),
+            f(bulk.tableRequestsPerEnrollment, 2),
+            f(bulk.hostRssPeakMb, 0),
+            f(bulk.hostCpuMsPerEnrollment, 2),
+            f(bulk.hostLoopDelayMaxMs, 0),
+            c16 && c16.upsert.perSecond > 0 ? f(bulk.enrollmentsPerSecond / c16.upsert.perSecond, 2) : '-',
+          ],
+        ],
+      ),
+    );
+    for (const e of bulk.errors) out.push(`  bulk create: ${e}`);
+  } else {
+    out.push('Service API bulk create: skipped (--bulk 0)');
+  }
+
+  out.push('');
+  const cold = report.coldImport;
+  if (cold) {
+    out.push(`Cold import (fresh node -e "require(…)" processes, median of ${cold.runs})`);
+    out.push(
+      table(
+        ['what', 'process ms', 'require ms', 'files'],
+        [cold.functions, cold.bare].map((s) => [s.label, f(s.wallMs), f(s.requireMs), filesOf(s.files)]),
+      ),
+    );
+    out.push(`ratio functions ÷ bare: process ${f(cold.ratioWall, 2)}×, require ${f(cold.ratioRequire, 2)}×`);
+  } else {
+    out.push('Cold import: skipped (--cold-runs 0)');
+  }
+
+  out.push('', 'Not available yet (extension points in bench/scenarios.ts):');
+  for (const p of report.notAvailable) out.push(`  ${p.name} (${p.unit}s/s): not available yet — needs ${p.needs}`);
+
+  const failures = report.scenarios.filter((s) => s.failed > 0);
+  out.push('', report.failed === 0 ? 'All operations succeeded.' : `${report.failed} operation(s) FAILED:`);
+  for (const s of failures) for (const e of s.errors) out.push(`  ${s.scenario} c=${s.concurrency}: ${e}`);
+  return out.join('\n');
+}

@@ -1,0 +1,242 @@
+// `npm run bench`: registration throughput and latency of the real functions on the local stack, measured against
+// the storage ceiling of the same Azurite in the same run. The driver runs here; Azurite and the host (a fresh one per
+// concurrency level, on tables of its own) run in processes of their own.
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+
+import { createDevCertificates } from '../dev/certs';
+import type { CertificateFiles } from '../dev/stack';
+import { newIdScope } from '../dev/stack';
+import { createSas } from '../shared/http/sas';
+import { ROOT_POLICY } from '../shared/services';
+import type { AzuriteProcess } from './azuriteProcess';
+import { startAzuriteProcess } from './azuriteProcess';
+import type { BulkCreateResult } from './bulkCreate';
+import { measureBulkCreate } from './bulkCreate';
+import type { BenchOptions } from './cli';
+import { HELP, UsageError, parseOptions } from './cli';
+import type { ColdImportResult } from './coldImport';
+import { measureColdImport } from './coldImport';
+import type { Device } from './driver';
+import { DeviceClient, device } from './driver';
+import type { HostProcess } from './hostControl';
+import { startHostProcess } from './hostControl';
+import { runPool } from './pool';
+import { installCleanup, stopAll } from './processes';
+import { log } from './progress';
+import type { BenchReport } from './report';
+import { formatText, ratios } from './report';
+import type { LevelContext, ScenarioResult } from './scenarios';
+import { PLANNED, SCENARIOS } from './scenarios';
+import { deriveKey, seedEnrollments } from './seed';
+import type { CeilingResult } from './tablesCeiling';
+import { TablesCeiling } from './tablesCeiling';
+
+const ROOT = resolve(__dirname, '..', '..');
+const GROUP_ID = 'bench-group';
+
+/** What every host of the run shares: Azurite, certificates, the scope and keys. */
+interface RunEnvironment {
+  options: BenchOptions;
+  azurite: AzuriteProcess;
+  certs: CertificateFiles;
+  ca: string;
+  settings: Record<string, string>;
+  ownerKey: string;
+  work: string;
+}
+
+async function main(): Promise<number> {
+  const parsed = parseOptions(process.argv.slice(2));
+  if (parsed === 'help') {
+    process.stderr.write(`${HELP}\n`);
+    return 0;
+  }
+  const options = parsed;
+  installCleanup(log);
+  const started = performance.now();
+  const startedAt = new Date().toISOString();
+  const work = mkdtempSync(join(tmpdir(), 'open-dps-bench-'));
+  try {
+    // First, while the machine is quiet: cold import of the function files vs a bare app.
+    let coldImport: ColdImportResult | null = null;
+    if (options.coldRuns > 0) {
+      log(`cold import: ${options.coldRuns} fresh processes each…`);
+      coldImport = await measureColdImport(ROOT, options.coldRuns);
+    }
+
+    const certs = (await createDevCertificates(join(work, 'certs'))).files;
+    const azurite = await startAzuriteProcess(ROOT);
+    log(`Azurite Table (separate process, pid ${azurite.pid}) at ${azurite.url}`);
+    const ownerKey = randomBytes(32).toString('base64');
+    const env: RunEnvironment = {
+      options,
+      azurite,
+      certs,
+      ca: readFileSync(certs.caCert, 'utf8'),
+      ownerKey,
+      work,
+      settings: {
+        DPS_ID_SCOPE: newIdScope(),
+        DPS_MASTER_KEY: randomBytes(32).toString('base64'),
+        DPS_SERVICE_OWNER_KEY: ownerKey,
+        DPS_TABLES_CONNECTION_STRING: azurite.connectionString,
+        ...(options.registerBudgetMs !== undefined ? { DPS_REGISTER_BUDGET_MS: String(options.registerBudgetMs) } : {}),
+      },
+    };
+
+    const tables = new TablesCeiling(azurite.connectionString);
+    const scenarios: ScenarioResult[] = [];
+    const ceiling: CeilingResult[] = [];
+    try {
+      for (const concurrency of options.concurrency) {
+        const level = await runLevel(env, tables, concurrency);
+        ceiling.push(level.ceiling);
+        scenarios.push(...level.scenarios);
+      }
+    } finally {
+      await tables.dispose();
+    }
+    const bulkCreate = options.bulk > 0 ? await runBulkCreate(env) : null;
+    await azurite.stop();
+
+    const report: BenchReport = {
+      meta: {
+        startedAt,
+        node: `Node ${process.version}`,
+        cpus: `${cpus().length} × ${cpus()[0]?.model.trim() ?? 'unknown CPU'}`,
+        devicesPerScenario: options.devices,
+        concurrency: options.concurrency,
+        warmup: options.warmup,
+        bulk: options.bulk,
+        registerBudgetMs: options.registerBudgetMs,
+        totalSeconds: (performance.now() - started) / 1000,
+      },
+      scenarios,
+      ceiling,
+      ratios: ratios(scenarios, ceiling),
+      bulkCreate,
+      coldImport,
+      notAvailable: [...PLANNED],
+      failed: scenarios.reduce((sum, s) => sum + s.failed, 0) + (bulkCreate?.failed ?? 0),
+    };
+    process.stdout.write(options.json ? `${JSON.stringify(report, null, 2)}\n` : `\n${formatText(report)}\n`);
+    if (options.hostCpuProf) log(`host CPU profiles (one per host process) written to ${resolve(options.hostCpuProf)}`);
+    return report.failed > 0 ? 1 : 0;
+  } finally {
+    await stopAll();
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+/**
+ * A host of its own, on tables of its own (prefix), for one concurrency level or the bulk create: Azurite answers
+ * queries by scanning the whole table, so a table that grew across levels would make later levels look slower.
+ */
+async function startHost(
+  env: RunEnvironment,
+  prefix: string,
+): Promise<{ host: HostProcess; settings: Record<string, string> }> {
+  const settings = { ...env.settings, DPS_TABLE_PREFIX: prefix };
+  const host = await startHostProcess({
+    tablesConnectionString: env.azurite.connectionString,
+    certs: env.certs,
+    settings,
+    stateDir: join(env.work, prefix),
+    execArgv: env.options.hostCpuProf ? ['--cpu-prof', `--cpu-prof-dir=${resolve(env.options.hostCpuProf)}`] : [],
+  });
+  log(`host (separate process, pid ${host.pid}, tables ${prefix}*) serving ${host.idScope} at ${host.deviceEndpoint}`);
+  return { host, settings };
+}
+
+async function runLevel(
+  env: RunEnvironment,
+  tables: TablesCeiling,
+  concurrency: number,
+): Promise<{ scenarios: ScenarioResult[]; ceiling: CeilingResult }> {
+  const { options, azurite } = env;
+  log(`— concurrency ${concurrency} —`);
+  const { host, settings } = await startHost(env, `benchc${concurrency}`);
+  try {
+    const ids = (kind: string) =>
+      Array.from({ length: options.devices }, (_, i) => `bench-${kind}-c${concurrency}-${i}`);
+    const seedStarted = performance.now();
+    const seeded = await seedEnrollments(settings, { groupId: GROUP_ID, individualIds: ids('ind'), concurrency: 16 });
+    await host.invalidateCaches();
+    log(
+      `seeded 1 group and ${options.devices} individual enrollments in ${((performance.now() - seedStarted) / 1000).toFixed(1)} s`,
+    );
+
+    const groupDevice = (id: string): Device => device(host.idScope, id, deriveKey(seeded.groupKey, id));
+    const ctx: LevelContext = {
+      concurrency,
+      client: new DeviceClient(host.deviceEndpoint, host.idScope, env.ca, concurrency),
+      host,
+      azurite,
+      individual: ids('ind').map((id) => device(host.idScope, id, seeded.individualKeys.get(id) ?? '')),
+      group: ids('grp').map(groupDevice),
+      operations: new Map<string, string>(),
+    };
+    try {
+      const ceiling = await tables.measure(concurrency, options.devices, settings, ids('ind'));
+      log(
+        `raw tables c=${concurrency}: upsert ${ceiling.upsert.perSecond.toFixed(0)}/s, get ${ceiling.get.perSecond.toFixed(0)}/s, ` +
+          `partition query ${ceiling.query.perSecond.toFixed(0)}/s`,
+      );
+      // Warm-up right before the scenarios: idle pooled connections close after ~5 s (Azurite, hub emulator).
+      await warmUp(ctx, options.warmup, groupDevice);
+      const scenarios: ScenarioResult[] = [];
+      for (const scenario of SCENARIOS) scenarios.push(await scenario.run(ctx));
+      return { scenarios, ceiling };
+    } finally {
+      ctx.client.close();
+    }
+  } finally {
+    await host.stop();
+  }
+}
+
+/**
+ * Unmeasured group registrations at the level's concurrency, so that every process's connection pools have grown to
+ * it (new TLS connections are costly: see the README) and JIT and caches are warm before the clock starts.
+ */
+async function warmUp(ctx: LevelContext, count: number, warmDevice: (id: string) => Device): Promise<void> {
+  await ctx.client.warm();
+  if (count === 0) return;
+  const devices = Array.from({ length: count }, (_, i) => warmDevice(`bench-warm-c${ctx.concurrency}-${i}`));
+  let failed = 0;
+  const ms = await runPool(devices.length, ctx.concurrency, async (i) => {
+    const d = devices[i];
+    if (d && !(await ctx.client.register(d)).ok) failed++;
+  });
+  log(`warm-up c=${ctx.concurrency}: ${count} group registrations in ${(ms / 1000).toFixed(1)} s, ${failed} failed`);
+}
+
+/** The service-API bulk create, on a host and tables of its own. */
+async function runBulkCreate(env: RunEnvironment): Promise<BulkCreateResult> {
+  const { host } = await startHost(env, 'benchbulk');
+  const client = new DeviceClient(host.deviceEndpoint, host.idScope, env.ca, 1);
+  try {
+    // The service API's sr is its host name as the connection string gives it (host:port here).
+    const token = createSas(host.deviceEndpoint, env.ownerKey, Math.floor(Date.now() / 1000) + 3600, ROOT_POLICY);
+    return await measureBulkCreate(client, host, env.azurite, token, env.options.bulk);
+  } finally {
+    client.close();
+    await host.stop();
+  }
+}
+
+main().then(
+  (code) => process.exit(code),
+  async (err: unknown) => {
+    if (err instanceof UsageError) {
+      log(`${err.message} (see --help)`);
+      process.exit(2);
+    }
+    log(`failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+    await stopAll();
+    process.exit(1);
+  },
+);

@@ -1,0 +1,184 @@
+// The scenarios, each run once per concurrency level against the running host, and the planned ones (extension
+// points, printed as "not available yet" until the feature they measure exists).
+import type { AzuriteProcess } from './azuriteProcess';
+import type { Device, DeviceClient, PollOutcome, RegisterOutcome } from './driver';
+import type { HostProcess } from './hostControl';
+import type { Window } from './measure';
+import { measureWindow } from './measure';
+import { runPool } from './pool';
+import { progress } from './progress';
+import type { LatencySummary } from './stats';
+import { rate, summarize } from './stats';
+
+export interface ScenarioResult {
+  scenario: string;
+  unit: Scenario['unit'];
+  concurrency: number;
+  operations: number;
+  failed: number;
+  wallMs: number;
+  /** Successful operations per second. */
+  perSecond: number;
+  /** Registrations: the PUT's latency. Polls: the GET's. */
+  latencyMs: LatencySummary;
+  /** Registrations: from the PUT until a terminal status, polls included. */
+  endToEndMs?: LatencySummary;
+  pollsPerDevice: number;
+  tableRequestsPerOp: number;
+  hostRssPeakMb: number;
+  hostCpuMsPerOp: number;
+  /** New outgoing connections the host opened during the run (to Azurite and the hub). */
+  hostConnectionsOpened: number;
+  /** The host's event-loop delay over the run (p99, max), ms. */
+  hostLoopDelayMs: { p99: number; max: number };
+  /** Share of one core each process used over the window; `other`: the rest of the machine (noise). */
+  cpuPercent: { host: number; azurite?: number; driver: number; other?: number };
+  /** The first few distinct failure messages. */
+  errors: string[];
+}
+
+export interface LevelContext {
+  concurrency: number;
+  client: DeviceClient;
+  host: HostProcess;
+  azurite: AzuriteProcess;
+  /** Devices with an individual enrollment, not registered before this level. */
+  individual: readonly Device[];
+  /** Devices of the symmetric-key group, not registered before this level. */
+  group: readonly Device[];
+  /** Registration ID → the operation ID of its latest registration at this level. */
+  operations: Map<string, string>;
+}
+
+export interface Scenario {
+  name: string;
+  /** What one operation is. */
+  unit: 'registration' | 'poll';
+  run(ctx: LevelContext): Promise<ScenarioResult>;
+}
+
+export const SCENARIOS: readonly Scenario[] = [
+  {
+    name: 'symmetric-key individual',
+    unit: 'registration',
+    run: (ctx) => registrations('symmetric-key individual', ctx.individual, ctx),
+  },
+  {
+    name: 'symmetric-key group',
+    unit: 'registration',
+    run: (ctx) => registrations('symmetric-key group', ctx.group, ctx),
+  },
+  {
+    // The devices the first scenario just assigned register again (same hub: reprovisionedToInitialAssignment).
+    name: 're-registration (assigned)',
+    unit: 'registration',
+    run: (ctx) => registrations('re-registration (assigned)', ctx.individual, ctx),
+  },
+  { name: 'poll finished operation', unit: 'poll', run: (ctx) => finishedPolls('poll finished operation', ctx) },
+];
+
+export interface PlannedScenario {
+  name: string;
+  unit: string;
+  needs: string;
+}
+
+/**
+ * EXTENSION POINTS. Scenarios to measure once their features exist; until then they are reported as "not available
+ * yet", never faked. To add one: implement a `Scenario` (its `run` gets a fresh LevelContext; seed what it needs in
+ * run.ts's seeding step, e.g. an X.509 group with `dev/certs.ts` createCa for root and intermediate, devices as
+ * TLS client certificates on a DeviceClient of their own), append it to SCENARIOS and drop its entry here. (The
+ * service API bulk create was such an entry; it now runs, once per run, from bench/bulkCreate.ts.)
+ */
+export const PLANNED: readonly PlannedScenario[] = [
+  {
+    name: 'X.509 group, 3-level chain',
+    unit: 'registration',
+    needs: 'X.509 attestation (device leaf ← intermediate ← root CA over a TLS client certificate)',
+  },
+];
+
+async function registrations(name: string, devices: readonly Device[], ctx: LevelContext): Promise<ScenarioResult> {
+  const outcomes: RegisterOutcome[] = [];
+  const bar = progress(`${name} c=${ctx.concurrency}`, devices.length);
+  const { value: wallMs, window } = await measureWindow(ctx.host, ctx.azurite, () =>
+    runPool(devices.length, ctx.concurrency, async (i) => {
+      const d = devices[i];
+      if (!d) return;
+      const outcome = await ctx.client.register(d);
+      outcomes.push(outcome);
+      if (outcome.operationId) ctx.operations.set(d.registrationId, outcome.operationId);
+      bar.tick();
+    }),
+  );
+  const result = summarizeRun(name, 'registration', ctx.concurrency, wallMs, window, outcomes, {
+    latency: outcomes.map((o) => o.putMs),
+    endToEnd: outcomes.map((o) => o.totalMs),
+    polls: outcomes.reduce((sum, o) => sum + o.polls, 0),
+  });
+  bar.done(`${result.perSecond.toFixed(0)}/s, PUT p50 ${result.latencyMs.p50.toFixed(1)} ms, ${result.failed} failed`);
+  return result;
+}
+
+async function finishedPolls(name: string, ctx: LevelContext): Promise<ScenarioResult> {
+  const outcomes: PollOutcome[] = [];
+  const bar = progress(`${name} c=${ctx.concurrency}`, ctx.individual.length);
+  const { value: wallMs, window } = await measureWindow(ctx.host, ctx.azurite, () =>
+    runPool(ctx.individual.length, ctx.concurrency, async (i) => {
+      const d = ctx.individual[i];
+      if (!d) return;
+      const operationId = ctx.operations.get(d.registrationId);
+      outcomes.push(
+        operationId === undefined
+          ? { ok: false, ms: 0, error: 'no operation to poll (its registration failed)' }
+          : await ctx.client.operationStatus(d, operationId),
+      );
+      bar.tick();
+    }),
+  );
+  const result = summarizeRun(name, 'poll', ctx.concurrency, wallMs, window, outcomes, {
+    latency: outcomes.filter((o) => o.ok).map((o) => o.ms),
+    polls: outcomes.length,
+  });
+  bar.done(`${result.perSecond.toFixed(0)}/s, GET p50 ${result.latencyMs.p50.toFixed(1)} ms, ${result.failed} failed`);
+  return result;
+}
+
+function summarizeRun(
+  scenario: string,
+  unit: Scenario['unit'],
+  concurrency: number,
+  wallMs: number,
+  window: Window,
+  outcomes: readonly { ok: boolean; error?: string }[],
+  samples: { latency: number[]; endToEnd?: number[]; polls: number },
+): ScenarioResult {
+  const operations = outcomes.length;
+  const ok = outcomes.filter((o) => o.ok).length;
+  const per = (n: number) => (operations > 0 ? n / operations : 0);
+  const percentOfCore = (ms: number) => (wallMs > 0 ? (100 * ms) / wallMs : 0);
+  return {
+    scenario,
+    unit,
+    concurrency,
+    operations,
+    failed: operations - ok,
+    wallMs,
+    perSecond: rate(ok, wallMs),
+    latencyMs: summarize(samples.latency),
+    ...(samples.endToEnd ? { endToEndMs: summarize(samples.endToEnd) } : {}),
+    pollsPerDevice: per(samples.polls),
+    tableRequestsPerOp: per(window.tableRequests),
+    hostRssPeakMb: window.hostRssPeakMb,
+    hostCpuMsPerOp: per(window.hostCpuMs),
+    hostConnectionsOpened: window.hostConnectionsOpened,
+    hostLoopDelayMs: { p99: window.hostLoopDelayMs.p99, max: window.hostLoopDelayMs.max },
+    cpuPercent: {
+      host: percentOfCore(window.hostCpuMs),
+      ...(window.azuriteCpuMs !== undefined ? { azurite: percentOfCore(window.azuriteCpuMs) } : {}),
+      driver: percentOfCore(window.driverCpuMs),
+      ...(window.otherCpuMs !== undefined ? { other: percentOfCore(window.otherCpuMs) } : {}),
+    },
+    errors: [...new Set(outcomes.flatMap((o) => (o.ok || !o.error ? [] : [o.error])))].slice(0, 5),
+  };
+}
