@@ -1,7 +1,7 @@
 // Explicit wiring: builds the real ports once per instance, lazily, from the configuration. No container.
 import { readFileSync } from 'node:fs';
 import { Agent } from 'node:https';
-import { rootCertificates } from 'node:tls';
+import { createSecureContext, rootCertificates } from 'node:tls';
 
 import type { Config } from './config';
 import type { EnrollmentGroup, IndividualEnrollment } from './domain/enrollment';
@@ -49,10 +49,7 @@ export function createServices(cfg: Config): { ready: Promise<void>; services: S
   const configuration = new ServiceConfigStore(tables.config, secrets);
   const groupCache = new TtlCache(async () => (await groups.list()).map((g) => g.value), cfg.cacheTtlMs);
   const configCache = new TtlCache(() => configuration.load(), cfg.cacheTtlMs);
-  const agent = new Agent({
-    keepAlive: true,
-    ...(cfg.hubCaFile ? { ca: [...rootCertificates, readFileSync(cfg.hubCaFile, 'utf8')] } : {}),
-  });
+  const agent = hubAgent(cfg.hubCaFile);
   const registration = new RegistrationService({
     idScope: cfg.idScope,
     devices,
@@ -94,6 +91,16 @@ export function createServices(cfg: Config): { ready: Promise<void>; services: S
     ready: tables.ensure(),
     services: { config: cfg, devices, enrollments, groups, configuration, registration, management, invalidateCaches },
   };
+}
+
+/**
+ * One keep-alive agent for every hub. An extra trusted CA is built into a secure context once: passed as `ca`, Node
+ * would join the whole root store into the pool key on every request and parse ~145 certificates per new socket.
+ */
+function hubAgent(caFile: string | undefined): Agent {
+  if (!caFile) return new Agent({ keepAlive: true });
+  const secureContext = createSecureContext({ ca: [...rootCertificates, readFileSync(caFile, 'utf8')] });
+  return new Agent({ keepAlive: true, secureContext });
 }
 
 let instance: Promise<Services> | undefined;
