@@ -48,9 +48,10 @@ export class HubRegistryClient {
 
   /**
    * Creates the device, or replaces its identity if it exists (re-registration must not fail or duplicate). The
-   * device authenticates to the hub with the same symmetric keys it used with DPS.
+   * device authenticates to the hub with the same symmetric keys it used with DPS. `likelyExists` (a re-registration
+   * on the same hub) tries the update first, so the common case costs one hub call instead of two.
    */
-  async upsertDevice(identity: HubDeviceIdentity): Promise<void> {
+  async upsertDevice(identity: HubDeviceIdentity, likelyExists = false): Promise<void> {
     const path = `/devices/${encodeURIComponent(identity.deviceId)}`;
     const body = {
       deviceId: identity.deviceId,
@@ -61,6 +62,13 @@ export class HubRegistryClient {
       },
       capabilities: { iotEdge: identity.iotEdge },
     };
+    if (likelyExists) {
+      const updated = await this.send('PUT', path, body, { 'If-Match': '"*"' });
+      if (updated.status !== 404) {
+        this.expectOk(updated);
+        return;
+      }
+    }
     const created = await this.send('PUT', path, body);
     if (created.status === 409) {
       // IoT Hub answers 409 DeviceAlreadyExists to a PUT without If-Match: update unconditionally instead.

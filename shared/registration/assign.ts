@@ -39,7 +39,12 @@ export async function applyPlan(
   // A reset in place starts from a fresh identity, so nothing of the old twin survives.
   if (plan.substatus === 'deviceDataReset' && !plan.previousHub) await client.deleteDevice(plan.deviceId);
   const [primaryKey = '', secondaryKey = primaryKey] = identity.keys;
-  await client.upsertDevice({ deviceId: plan.deviceId, primaryKey, secondaryKey, iotEdge: identity.iotEdge });
+  // Staying on the same hub under the same ID: the identity is normally there already.
+  const likelyExists = plan.substatus === 'reprovisionedToInitialAssignment';
+  await client.upsertDevice(
+    { deviceId: plan.deviceId, primaryKey, secondaryKey, iotEdge: identity.iotEdge },
+    likelyExists,
+  );
   if (twin) await client.applyTwin(plan.deviceId, twin);
   if (previous) await pool.for(previous).deleteDevice(previousId);
 }

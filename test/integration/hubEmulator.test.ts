@@ -1,6 +1,6 @@
 // The hub emulator, driven by the official azure-iothub Registry: if the SDK is happy, our own client will be too.
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { request } from 'node:https';
+import { Agent, request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -9,7 +9,9 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 
 import type { HubEmulator, HubEmulatorOptions } from '../../dev/hubEmulator';
 import { startHubEmulator } from '../../dev/hubEmulator';
+import { parseHubConnectionString } from '../../shared/domain/linkedHub';
 import { createSas } from '../../shared/http/sas';
+import { HubRegistryClient } from '../../shared/hubs/registryClient';
 
 interface DeviceJson {
   deviceId: string;
@@ -216,5 +218,42 @@ describe('hub emulator persistence', () => {
     } finally {
       await second.close();
     }
+  });
+});
+
+describe('our lean registry client against the emulator', () => {
+  let hub: HubEmulator;
+  let registry: Registry;
+  let client: HubRegistryClient;
+
+  beforeAll(async () => {
+    hub = await startHubEmulator({ tls });
+    registry = Registry.fromConnectionString(hub.connectionString);
+    const connection = parseHubConnectionString(hub.connectionString);
+    if (!connection) throw new Error('the emulator printed a malformed connection string');
+    client = new HubRegistryClient(connection, new Agent({ keepAlive: true }));
+  });
+  afterAll(() => hub.close());
+
+  const identity = (deviceId: string, primaryKey: string) => ({
+    deviceId,
+    primaryKey,
+    secondaryKey: primaryKey,
+    iotEdge: false,
+  });
+  const keyOf = async (deviceId: string) =>
+    (await registry.get(deviceId)).responseBody.authentication?.symmetricKey?.primaryKey;
+
+  it('creates, then replaces the identity of an existing device', async () => {
+    await client.upsertDevice(identity('lean-1', Buffer.alloc(32, 1).toString('base64')));
+    await client.upsertDevice(identity('lean-1', Buffer.alloc(32, 2).toString('base64')));
+    expect(await keyOf('lean-1')).toBe(Buffer.alloc(32, 2).toString('base64'));
+  });
+
+  it('updates first when the device likely exists, and still creates it when it does not', async () => {
+    await client.upsertDevice(identity('lean-2', Buffer.alloc(32, 3).toString('base64')), true);
+    expect(await keyOf('lean-2')).toBe(Buffer.alloc(32, 3).toString('base64'));
+    await client.upsertDevice(identity('lean-2', Buffer.alloc(32, 4).toString('base64')), true);
+    expect(await keyOf('lean-2')).toBe(Buffer.alloc(32, 4).toString('base64'));
   });
 });
