@@ -1,15 +1,22 @@
-// The host process (forked by the driver): runs the real dev stack (dev host + hub emulator) against the driver's
-// Azurite, and answers the driver's IPC requests with its Table round-trip counter, RSS peak, CPU time and event-loop
-// delay. It lives in its own process so the load generator's CPU and memory don't count as the host's.
+// The host process (forked by the driver): runs the real dev stack (the dev host serving the functions) against the
+// driver's Azurite and a hub emulator in a child process of its own (hubProcess.ts), and answers the driver's IPC
+// requests with its Table round-trip counter, RSS peak, CPU time and event-loop delay, and the hub's CPU time. It
+// lives in its own process so the load generator's CPU and memory don't count as the host's.
+import { fork } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { subscribe } from 'node:diagnostics_channel';
+import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 
 import { tableRequestCounter } from '../shared/storage/tables';
-import type { Stack } from '../dev/stack';
+import type { CertificateFiles, ExternalHub, Stack } from '../dev/stack';
 import { startStack } from '../dev/stack';
+import type { HubReady, HubStart } from './hubProcess';
 import type { DriverMessage, HostMessage, HostStats } from './hostProtocol';
+import { cpuSecondsOf } from './processes';
 
 let stack: Stack | undefined;
+let hub: ChildProcess | undefined;
 let rssPeak = process.memoryUsage.rss();
 
 const sample = () => {
@@ -33,6 +40,7 @@ function stats(): HostStats {
     rssBytes,
     rssPeakBytes: rssPeak,
     cpuMicros: cpu.user + cpu.system,
+    hubCpuMicros: (cpuSecondsOf(hub?.pid) ?? 0) * 1e6,
     connectionsOpened,
     eventLoopDelayMs: { p50: ms(loopDelay.percentile(50)), p99: ms(loopDelay.percentile(99)), max: ms(loopDelay.max) },
   };
@@ -50,6 +58,7 @@ async function shutdown(code: number): Promise<never> {
   if (!stopping) {
     stopping = true;
     await stack?.stop().catch(() => undefined);
+    hub?.kill('SIGTERM');
   }
   // A normal exit, so `--cpu-prof` gets to write its profile.
   process.exit(code);
@@ -58,23 +67,28 @@ async function shutdown(code: number): Promise<never> {
 process.on('message', (raw: DriverMessage) => {
   if (raw.type === 'start') {
     const { options } = raw;
-    startStack({
-      tablesConnectionString: options.tablesConnectionString,
-      certs: options.certs,
-      settings: options.settings,
-      stateDir: options.stateDir,
-    }).then(
-      (started) => {
-        stack = started;
-        rssPeak = process.memoryUsage.rss();
-        void send({ type: 'ready', idScope: started.idScope, deviceEndpoint: started.deviceEndpoint });
-      },
-      (err: unknown) => {
-        void send({ type: 'failed', message: err instanceof Error ? err.message : String(err) }).finally(() =>
-          shutdown(1),
-        );
-      },
-    );
+    startHub(options.certs)
+      .then((external) =>
+        startStack({
+          tablesConnectionString: options.tablesConnectionString,
+          certs: options.certs,
+          settings: options.settings,
+          stateDir: options.stateDir,
+          hubs: { count: 0, external: [external] },
+        }),
+      )
+      .then(
+        (started) => {
+          stack = started;
+          rssPeak = process.memoryUsage.rss();
+          void send({ type: 'ready', idScope: started.idScope, deviceEndpoint: started.deviceEndpoint });
+        },
+        (err: unknown) => {
+          void send({ type: 'failed', message: err instanceof Error ? err.message : String(err) }).finally(() =>
+            shutdown(1),
+          );
+        },
+      );
     return;
   }
   switch (raw.command) {
@@ -98,6 +112,20 @@ process.on('message', (raw: DriverMessage) => {
   }
   void send({ type: 'reply', id: raw.id, stats: stats() });
 });
+
+/** Forks the hub emulator; it exits when this process does (its IPC channel closes). */
+function startHub(certs: CertificateFiles): Promise<ExternalHub> {
+  const child = fork(join(__dirname, 'hubProcess.js'), [], { stdio: ['ignore', 2, 2, 'ipc'] });
+  hub = child;
+  return new Promise((resolve, reject) => {
+    child.once('exit', (code) => reject(new Error(`the hub emulator process exited (${code}) before it was ready`)));
+    child.once('message', (message: HubReady) => {
+      if (message.type === 'ready') resolve(message);
+      else reject(new Error(`the hub emulator failed to start: ${message.message}`));
+    });
+    child.send({ serverCert: certs.serverCert, serverKey: certs.serverKey } satisfies HubStart);
+  });
+}
 
 // The driver is gone (crashed or killed): don't outlive it.
 process.on('disconnect', () => void shutdown(1));

@@ -17,6 +17,8 @@ export interface HostStats {
   rssPeakBytes: number;
   /** process.cpuUsage() user + system, microseconds since the host started. */
   cpuMicros: number;
+  /** CPU (user + system, microseconds) of the hub emulator's process, a child of the host; 0 where /proc is absent. */
+  hubCpuMicros: number;
   /** Outgoing TCP connections opened since the host started (Table Storage and hub), via diagnostics_channel. */
   connectionsOpened: number;
   /** Event-loop delay since the last `resetWindow`, ms: how long ready work waited for the host's single thread. */

@@ -1,5 +1,5 @@
-// One measurement window: the host's Table round trips, RSS peak, CPU and event-loop delay, Azurite's, the driver's
-// and the rest of the machine's CPU, around a piece of load.
+// One measurement window: the host's Table round trips, RSS peak, CPU and event-loop delay, the hub emulator's,
+// Azurite's, the driver's and the rest of the machine's CPU, around a piece of load.
 import type { AzuriteProcess } from './azuriteProcess';
 import type { HostProcess } from './hostControl';
 import type { HostStats } from './hostProtocol';
@@ -11,6 +11,8 @@ export interface Window {
   hostCpuMs: number;
   hostConnectionsOpened: number;
   hostLoopDelayMs: HostStats['eventLoopDelayMs'];
+  /** The hub emulator's CPU (its own process). */
+  hubCpuMs: number;
   /** undefined where /proc is not available. */
   azuriteCpuMs: number | undefined;
   driverCpuMs: number;
@@ -33,13 +35,14 @@ export async function measureWindow<T>(
   const machineAfter = machineBusySeconds();
   const after = await host.stats();
   const hostCpuMs = (after.cpuMicros - before.cpuMicros) / 1000;
+  const hubCpuMs = (after.hubCpuMicros - before.hubCpuMicros) / 1000;
   const azuriteCpuMs =
     azuriteBefore === undefined || azuriteAfter === undefined ? undefined : (azuriteAfter - azuriteBefore) * 1000;
   const driverCpuMs = (driver.user + driver.system) / 1000;
   const otherCpuMs =
     machineBefore === undefined || machineAfter === undefined || azuriteCpuMs === undefined
       ? undefined
-      : Math.max(0, (machineAfter - machineBefore) * 1000 - hostCpuMs - azuriteCpuMs - driverCpuMs);
+      : Math.max(0, (machineAfter - machineBefore) * 1000 - hostCpuMs - hubCpuMs - azuriteCpuMs - driverCpuMs);
   return {
     value,
     window: {
@@ -48,6 +51,7 @@ export async function measureWindow<T>(
       hostCpuMs,
       hostLoopDelayMs: after.eventLoopDelayMs,
       hostConnectionsOpened: after.connectionsOpened - before.connectionsOpened,
+      hubCpuMs,
       azuriteCpuMs,
       driverCpuMs,
       otherCpuMs,

@@ -32,7 +32,7 @@ export interface ScenarioResult {
   /** The host's event-loop delay over the run (p99, max), ms. */
   hostLoopDelayMs: { p99: number; max: number };
   /** Share of one core each process used over the window; `other`: the rest of the machine (noise). */
-  cpuPercent: { host: number; azurite?: number; driver: number; other?: number };
+  cpuPercent: { host: number; hub: number; azurite?: number; driver: number; other?: number };
   /** The first few distinct failure messages. */
   errors: string[];
 }
@@ -175,6 +175,7 @@ function summarizeRun(
     hostLoopDelayMs: { p99: window.hostLoopDelayMs.p99, max: window.hostLoopDelayMs.max },
     cpuPercent: {
       host: percentOfCore(window.hostCpuMs),
+      hub: percentOfCore(window.hubCpuMs),
       ...(window.azuriteCpuMs !== undefined ? { azurite: percentOfCore(window.azuriteCpuMs) } : {}),
       driver: percentOfCore(window.driverCpuMs),
       ...(window.otherCpuMs !== undefined ? { other: percentOfCore(window.otherCpuMs) } : {}),

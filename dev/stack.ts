@@ -20,6 +20,11 @@ export interface CertificateFiles {
   serverKey: string;
 }
 
+export interface ExternalHub {
+  hostName: string;
+  connectionString: string;
+}
+
 export interface StackOptions {
   /** Existing dev certificates (the e2e setup makes one CA per run); generated into `stateDir` otherwise. */
   certs?: CertificateFiles;
@@ -29,8 +34,11 @@ export interface StackOptions {
   azurite?: { port?: number; location?: string };
   /** Dev host port; 0 = free. */
   port?: number;
-  /** How many hub emulators to start and link, and the first one's port (0 = free ports). */
-  hubs?: { count?: number; port?: number; persistDir?: string };
+  /**
+   * How many hub emulators to start and link, and the first one's port (0 = free ports); `external` hubs (e.g. an
+   * emulator in another process) are linked as they are.
+   */
+  hubs?: { count?: number; port?: number; persistDir?: string; external?: ExternalHub[] };
   /** Service settings (DPS_* keys) that win over the environment and the defaults. */
   settings?: Record<string, string>;
   /** Folder for generated certificates and hub state. */
@@ -100,8 +108,8 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     Object.assign(process.env, settings);
 
     const svc = await services();
-    // Until linked hubs can be configured through the service API, the dev stack links its own emulators.
-    for (const hub of hubs) {
+    // Linked so that a fresh stack provisions at once; more hubs can be linked through the service API.
+    for (const hub of [...hubs, ...(options.hubs?.external ?? [])]) {
       await svc.configuration.putLinkedHub({
         hostName: hub.hostName,
         connectionString: hub.connectionString,
