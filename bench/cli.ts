@@ -21,7 +21,7 @@ export const HELP = `Usage: npm run bench -- [options]
   --concurrency <list>     comma-separated concurrency levels (default 1,16,64; --smoke: 1,4)
   --json                   machine-readable result on stdout only (progress stays on stderr)
   --smoke                  a few-second run that exits non-zero if any registration failed
-  --warmup <n>             unmeasured group registrations before each level (default 100; --smoke: 10)
+  --warmup <n>             unmeasured group registrations before each level (default 1000; --smoke: 10)
   --cold-runs <n>          fresh processes per cold-import measurement, median kept (default 7; --smoke: 0 = skip)
   --bulk <n>               enrollments in the one service-API bulk create (default 10000, the API's maximum;
                            --smoke: 100; 0 = skip)
@@ -66,7 +66,7 @@ function parse(argv: string[]): BenchOptions | 'help' {
     concurrency,
     json: values.json,
     smoke,
-    warmup: whole('warmup', values.warmup ?? (smoke ? '10' : '100'), 0),
+    warmup: whole('warmup', values.warmup ?? (smoke ? '10' : '1000'), 0),
     coldRuns: whole('cold-runs', values['cold-runs'] ?? (smoke ? '0' : '7'), 0),
     bulk: whole('bulk', values.bulk ?? (smoke ? '100' : '10000'), 0),
     registerBudgetMs:
