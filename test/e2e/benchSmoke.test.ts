@@ -1,0 +1,53 @@
+// `npm run bench` must keep working as the code changes: build, then a tiny run of the real benchmark (its own Azurite,
+// host and hub processes) with every scenario, the ceiling, the bulk create and the cold import. Figures are not
+// asserted (they belong to the benchmark), only that everything ran, succeeded and counted what it should.
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+
+import { describe, expect, it } from 'vitest';
+
+import type { BenchReport } from '../../bench/report';
+
+const run = promisify(execFile);
+const root = join(__dirname, '..', '..');
+
+describe('npm run bench, smoke size', () => {
+  it('builds, runs every scenario without a failure and reports round trips, ceiling and ratios', async () => {
+    await run(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json'], {
+      cwd: root,
+    });
+    const args = ['--smoke', '--json', '--devices', '12', '--concurrency', '1,3', '--bulk', '40', '--cold-runs', '1'];
+    const { stdout } = await run(process.execPath, [join(root, 'dist', 'bench', 'run.js'), ...args], {
+      cwd: root,
+      maxBuffer: 16 * 1024 * 1024,
+    });
+    const report = JSON.parse(stdout) as BenchReport;
+
+    expect(report.failed).toBe(0);
+    expect(report.scenarios.map((s) => `${s.scenario}@${s.concurrency}`)).toEqual(
+      [1, 3].flatMap((c) =>
+        [
+          'symmetric-key individual',
+          'symmetric-key group',
+          're-registration (assigned)',
+          'poll finished operation',
+        ].map((name) => `${name}@${c}`),
+      ),
+    );
+    for (const s of report.scenarios) {
+      expect(s.operations).toBe(12);
+      expect(s.perSecond).toBeGreaterThan(0);
+      // The cost model: one partition query and one write per registration, one query per poll (a group-cache
+      // refresh may add a read now and then).
+      if (s.unit === 'registration') expect(s.tableRequestsPerOp).toBeGreaterThanOrEqual(2);
+      if (s.unit === 'registration') expect(s.tableRequestsPerOp).toBeLessThan(2.5);
+      if (s.unit === 'poll') expect(s.tableRequestsPerOp).toBe(1);
+      expect(s.hostRssPeakMb).toBeGreaterThan(0);
+    }
+    expect(report.ceiling.map((c) => c.concurrency)).toEqual([1, 3]);
+    expect(report.ratios.every((r) => Number.isFinite(r.ratio) && r.ratio > 0)).toBe(true);
+    expect(report.bulkCreate).toMatchObject({ enrollments: 40, failed: 0, tableRequestsPerEnrollment: 1 });
+    expect(report.coldImport?.functions.files.length).toBeGreaterThan(15);
+  }, 120_000);
+});
