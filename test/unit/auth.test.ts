@@ -1,11 +1,11 @@
 import { describe, expect, it } from 'vitest';
 
 import type { AccessPolicy, Right } from '../../shared/domain/serviceConfig';
-import { DpsError } from '../../shared/errors';
 import { createSas } from '../../shared/http/sas';
 import type { AuthorizerPorts } from '../../shared/management/auth';
 import { ServiceAuthorizer } from '../../shared/management/auth';
 import type { ServiceRequest } from '../../shared/management/serviceRequest';
+import { dpsErrorOf } from '../support/dpsError';
 
 const HOST = 'dps.example.com';
 const NOW = new Date('2024-01-01T00:00:00Z');
@@ -59,15 +59,9 @@ const token = (policy: string | undefined, keyBase64: string, sr = HOST, se = SE
 
 /** Rejected with 401/401002; returns the message. */
 async function expect401(promise: Promise<void>): Promise<string> {
-  let thrown: unknown;
-  try {
-    await promise;
-  } catch (err) {
-    thrown = err;
-  }
-  expect(thrown).toBeInstanceOf(DpsError);
-  expect(thrown).toMatchObject({ status: 401, errorCode: 401002 });
-  return (thrown as DpsError).message;
+  const error = await dpsErrorOf(promise);
+  expect(error).toMatchObject({ status: 401, errorCode: 401002 });
+  return error.message;
 }
 
 describe('ServiceAuthorizer: the root policy', () => {

@@ -156,20 +156,28 @@ describe('planAssignment: initial assignment', () => {
   });
 });
 
+/**
+ * The plan for a device last assigned to `from` (as `previousDeviceId`) that registers again under an enrollment naming
+ * only `to`, with the given reprovision policy (absent = the enrollment has none).
+ */
+function replan(
+  from: string,
+  to: string,
+  policy?: { updateHubAssignment: boolean; migrateDeviceData: boolean },
+  previousDeviceId?: string,
+): AssignmentPlan {
+  const e = enrollment({ iotHubs: [to], ...(policy ? { reprovisionPolicy: policy } : {}) });
+  return planOf(planAssignment(input({ enrollment: e, previous: assigned(from, previousDeviceId) })));
+}
+
+const KEEP = { updateHubAssignment: false, migrateDeviceData: true };
+const MIGRATE = { updateHubAssignment: true, migrateDeviceData: true };
+const RESET = { updateHubAssignment: true, migrateDeviceData: false };
+
 describe('planAssignment: reprovisioning', () => {
   it('updateHubAssignment=false keeps the device on its current hub without touching its data', () => {
     // The enrollment now only names hub B, but the device stays on hub A.
-    const plan = planOf(
-      planAssignment(
-        input({
-          enrollment: enrollment({
-            iotHubs: [HUB_B.hostName],
-            reprovisionPolicy: { updateHubAssignment: false, migrateDeviceData: true },
-          }),
-          previous: assigned(HUB_A.hostName),
-        }),
-      ),
-    );
+    const plan = replan(HUB_A.hostName, HUB_B.hostName, KEEP);
     expect(plan).toMatchObject({
       assignedHub: HUB_A.hostName,
       substatus: 'reprovisionedToInitialAssignment',
@@ -179,17 +187,7 @@ describe('planAssignment: reprovisioning', () => {
   });
 
   it('migrate on the same hub: reprovisionedToInitialAssignment, no initial twin, no previousHub', () => {
-    const plan = planOf(
-      planAssignment(
-        input({
-          enrollment: enrollment({
-            iotHubs: [HUB_A.hostName],
-            reprovisionPolicy: { updateHubAssignment: true, migrateDeviceData: true },
-          }),
-          previous: assigned('HUB-A.azure-devices.net'),
-        }),
-      ),
-    );
+    const plan = replan('HUB-A.azure-devices.net', HUB_A.hostName, MIGRATE);
     expect(plan).toMatchObject({
       assignedHub: HUB_A.hostName,
       substatus: 'reprovisionedToInitialAssignment',
@@ -199,17 +197,7 @@ describe('planAssignment: reprovisioning', () => {
   });
 
   it('migrate to a new hub: deviceDataMigrated with previousHub and previousDeviceId', () => {
-    const plan = planOf(
-      planAssignment(
-        input({
-          enrollment: enrollment({
-            iotHubs: [HUB_B.hostName],
-            reprovisionPolicy: { updateHubAssignment: true, migrateDeviceData: true },
-          }),
-          previous: assigned(HUB_A.hostName, 'old-device-id'),
-        }),
-      ),
-    );
+    const plan = replan(HUB_A.hostName, HUB_B.hostName, MIGRATE, 'old-device-id');
     expect(plan).toMatchObject({
       assignedHub: HUB_B.hostName,
       substatus: 'deviceDataMigrated',
@@ -220,26 +208,12 @@ describe('planAssignment: reprovisioning', () => {
   });
 
   it('no reprovisionPolicy defaults to update + migrate', () => {
-    const plan = planOf(
-      planAssignment(
-        input({ enrollment: enrollment({ iotHubs: [HUB_B.hostName] }), previous: assigned(HUB_A.hostName) }),
-      ),
-    );
+    const plan = replan(HUB_A.hostName, HUB_B.hostName);
     expect(plan).toMatchObject({ substatus: 'deviceDataMigrated', previousHub: HUB_A.hostName });
   });
 
   it('reset to a new hub: deviceDataReset with the initial twin and previousHub', () => {
-    const plan = planOf(
-      planAssignment(
-        input({
-          enrollment: enrollment({
-            iotHubs: [HUB_B.hostName],
-            reprovisionPolicy: { updateHubAssignment: true, migrateDeviceData: false },
-          }),
-          previous: assigned(HUB_A.hostName),
-        }),
-      ),
-    );
+    const plan = replan(HUB_A.hostName, HUB_B.hostName, RESET);
     expect(plan).toMatchObject({
       assignedHub: HUB_B.hostName,
       substatus: 'deviceDataReset',
@@ -249,17 +223,7 @@ describe('planAssignment: reprovisioning', () => {
   });
 
   it('reset on the same hub: deviceDataReset with the initial twin', () => {
-    const plan = planOf(
-      planAssignment(
-        input({
-          enrollment: enrollment({
-            iotHubs: [HUB_A.hostName],
-            reprovisionPolicy: { updateHubAssignment: true, migrateDeviceData: false },
-          }),
-          previous: assigned(HUB_A.hostName),
-        }),
-      ),
-    );
+    const plan = replan(HUB_A.hostName, HUB_A.hostName, RESET);
     expect(plan).toMatchObject({ assignedHub: HUB_A.hostName, substatus: 'deviceDataReset', applyInitialTwin: true });
   });
 
@@ -276,17 +240,7 @@ describe('planAssignment: reprovisioning', () => {
   });
 
   it('updateHubAssignment=false reallocates when the current hub is no longer linked', () => {
-    const plan = planOf(
-      planAssignment(
-        input({
-          enrollment: enrollment({
-            iotHubs: [HUB_B.hostName],
-            reprovisionPolicy: { updateHubAssignment: false, migrateDeviceData: true },
-          }),
-          previous: assigned('unlinked.azure-devices.net'),
-        }),
-      ),
-    );
+    const plan = replan('unlinked.azure-devices.net', HUB_B.hostName, KEEP);
     expect(plan.assignedHub).toBe(HUB_B.hostName);
   });
 });

@@ -5,7 +5,7 @@ import type { EnrollmentGroup, IndividualEnrollment, InitialTwin } from '../../s
 import type { LinkedHub } from '../../shared/domain/linkedHub';
 import type { RegistrationOperationStatus } from '../../shared/domain/registrationState';
 import type { ServiceConfiguration } from '../../shared/domain/serviceConfig';
-import { DpsError, conflict } from '../../shared/errors';
+import { conflict } from '../../shared/errors';
 import type { JsonResult } from '../../shared/http/response';
 import { createSas } from '../../shared/http/sas';
 import type { HubDeviceIdentity } from '../../shared/hubs/registryClient';
@@ -15,6 +15,7 @@ import type { DeviceRequest } from '../../shared/registration/deviceRequest';
 import { RegistrationService } from '../../shared/registration/service';
 import type { DevicePartition, StoredRegistration, Versioned } from '../../shared/storage/devices';
 import { publicEtag } from '../../shared/storage/etag';
+import { dpsErrorOf } from '../support/dpsError';
 
 const SCOPE = '0ne00000A0A';
 const START = new Date('2024-01-01T00:00:00Z');
@@ -201,17 +202,6 @@ function deviceRequest(
 }
 
 const bodyOf = (result: JsonResult): RegistrationOperationStatus => result.body as RegistrationOperationStatus;
-
-async function dpsErrorOf(promise: Promise<unknown>): Promise<DpsError> {
-  let thrown: unknown;
-  try {
-    await promise;
-  } catch (err) {
-    thrown = err;
-  }
-  expect(thrown).toBeInstanceOf(DpsError);
-  return thrown as DpsError;
-}
 
 /** Lets pending promise callbacks (a background commit) run. */
 const settle = () => new Promise<void>((resolve) => setImmediate(resolve));

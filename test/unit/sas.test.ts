@@ -2,8 +2,8 @@ import { createHmac } from 'node:crypto';
 
 import { describe, expect, it } from 'vitest';
 
-import { DpsError } from '../../shared/errors';
 import { assertNotExpired, createSas, parseSas, verifySignature } from '../../shared/http/sas';
+import { expect401 } from '../support/dpsError';
 
 const RAW_SR = '0ne00000A0A/registrations/sym-device-1';
 const UPPER_SR = '0ne00000A0A%2Fregistrations%2Fsym-device-1';
@@ -20,17 +20,6 @@ const header = (fields: Record<string, string>): string =>
   `SharedAccessSignature ${Object.entries(fields)
     .map(([k, v]) => `${k}=${v}`)
     .join('&')}`;
-
-function expect401(fn: () => unknown): void {
-  let thrown: unknown;
-  try {
-    fn();
-  } catch (err) {
-    thrown = err;
-  }
-  expect(thrown).toBeInstanceOf(DpsError);
-  expect(thrown).toMatchObject({ status: 401, errorCode: 401002 });
-}
 
 describe('known vectors (computed with openssl, not with sign())', () => {
   it('the Node symmetric-key token over a raw sr verifies with the literal vector', () => {

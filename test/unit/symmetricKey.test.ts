@@ -4,9 +4,9 @@ import { describe, expect, it } from 'vitest';
 
 import { attestSymmetricKey, deriveDeviceKey } from '../../shared/attestation/symmetricKey';
 import type { EnrollmentGroup, IndividualEnrollment } from '../../shared/domain/enrollment';
-import { DpsError } from '../../shared/errors';
 import type { SasToken } from '../../shared/http/sas';
 import { parseSas } from '../../shared/http/sas';
+import { expect401 } from '../support/dpsError';
 
 const SCOPE = '0ne00000A0A';
 const REG_ID = 'sym-device-1';
@@ -43,17 +43,6 @@ const group = (id: string, primaryKey: string, secondaryKey?: string): Enrollmen
   enrollmentGroupId: id,
   attestation: { type: 'symmetricKey', symmetricKey: { primaryKey, ...(secondaryKey ? { secondaryKey } : {}) } },
 });
-
-function expect401(fn: () => unknown): void {
-  let thrown: unknown;
-  try {
-    fn();
-  } catch (err) {
-    thrown = err;
-  }
-  expect(thrown).toBeInstanceOf(DpsError);
-  expect(thrown).toMatchObject({ status: 401, errorCode: 401002 });
-}
 
 describe('deriveDeviceKey', () => {
   it('group device key = HMAC(groupKey, registrationId) (literal vector computed with openssl)', () => {
