@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { Agent } from 'node:https';
 import { createSecureContext, rootCertificates } from 'node:tls';
 
+import type { SymmetricKeyMatch } from './attestation/symmetricKey';
 import type { Config } from './config';
 import type { EnrollmentGroup, IndividualEnrollment } from './domain/enrollment';
 import { config } from './config';
@@ -15,7 +16,7 @@ import { RegistrationStateManager } from './management/registrations';
 import { RegistrationService } from './registration/service';
 import { SecretBox } from './secrets/envelope';
 import { LocalKeyProvider } from './secrets/localKeyProvider';
-import { TtlCache } from './storage/cache';
+import { RecentMap, TtlCache } from './storage/cache';
 import { DeviceRepository } from './storage/devices';
 import { EnrollmentTable, groupLayout, individualLayout } from './storage/enrollmentTable';
 import { ServiceConfigStore } from './storage/serviceConfig';
@@ -36,7 +37,7 @@ export interface Services {
     registrations: RegistrationStateManager;
     configuration: ConfigurationManager;
   };
-  /** Drops this instance's cached groups and configuration, after it changed them itself. */
+  /** Drops this instance's cached groups, configuration and recent attestations, after it changed them itself. */
   invalidateCaches(): void;
 }
 
@@ -49,6 +50,7 @@ export function createServices(cfg: Config): { ready: Promise<void>; services: S
   const configuration = new ServiceConfigStore(tables.config, secrets);
   const groupCache = new TtlCache(async () => (await groups.list()).map((g) => g.value), cfg.cacheTtlMs);
   const configCache = new TtlCache(() => configuration.load(), cfg.cacheTtlMs);
+  const recentAttestations = new RecentMap<string, SymmetricKeyMatch>(cfg.cacheTtlMs);
   const agent = hubAgent(cfg.hubCaFile);
   const registration = new RegistrationService({
     idScope: cfg.idScope,
@@ -56,6 +58,7 @@ export function createServices(cfg: Config): { ready: Promise<void>; services: S
     groups: { list: () => groupCache.get() },
     configuration: configCache,
     hubs: new HubClients(agent),
+    recentAttestations,
     clock: () => new Date(),
     budgetMs: cfg.registerBudgetMs,
     retryAfterSeconds: cfg.retryAfterSeconds,
@@ -64,6 +67,7 @@ export function createServices(cfg: Config): { ready: Promise<void>; services: S
   const invalidateCaches = () => {
     groupCache.invalidate();
     configCache.invalidate();
+    recentAttestations.clear();
   };
   const clock = () => new Date();
   const auth = new ServiceAuthorizer({

@@ -1,7 +1,8 @@
 // The registration state machine: attest → allocate → hub → commit, idempotent and resumable.
 //
 // One registration costs one partition read (enrollment + registration state) and one write (state + operation in a
-// single row). The PUT runs the hub step within a time budget; if the hub is slow it records the operation as
+// single row). A poll costs one read: a point read of the registration row when this instance attested the device a
+// moment ago, else the partition read. The PUT runs the hub step within a time budget; if the hub is slow it records the operation as
 // `assigning` and answers at once; the device's next poll (or re-register) finishes it. A crash at any step leaves
 // either nothing or an `assigning` operation, and every step is idempotent, so retrying converges without duplicates.
 import { randomBytes, randomUUID } from 'node:crypto';
@@ -19,8 +20,17 @@ import type {
 } from '../domain/registrationState';
 import { DpsError, notFound, unauthorized } from '../errors';
 import type { JsonResult } from '../http/response';
+import type { SasToken } from '../http/sas';
 import { parseSas } from '../http/sas';
-import type { DeviceRepository, DevicePartition, StoredRegistration, Versioned } from '../storage/devices';
+import { registrationKey } from '../domain/registrationId';
+import type { RecentMap } from '../storage/cache';
+import type {
+  DeviceRepository,
+  DevicePartition,
+  OperationRecord,
+  StoredRegistration,
+  Versioned,
+} from '../storage/devices';
 import { publicEtag } from '../storage/etag';
 import type { HubClientPool } from './assign';
 import { applyPlan } from './assign';
@@ -29,11 +39,16 @@ import { planAssignment } from './plan';
 
 export interface RegistrationPorts {
   idScope: string;
-  devices: Pick<DeviceRepository, 'load' | 'saveRegistration'>;
+  devices: Pick<DeviceRepository, 'load' | 'getRegistration' | 'saveRegistration'>;
   groups: { list(): Promise<EnrollmentGroup[]> };
   /** The (cached) service configuration: linked hubs and the default allocation policy. */
   configuration: { get(): Promise<Pick<ServiceConfiguration, 'linkedHubs' | 'settings'>> };
   hubs: HubClientPool;
+  /**
+   * Which enrollment attested each device recently, by registration key (short TTL, per instance): lets a poll verify
+   * the device without reading its enrollment. Holds keys in memory, as the group cache does.
+   */
+  recentAttestations: RecentMap<string, SymmetricKeyMatch>;
   clock: () => Date;
   /** How long a PUT waits for the hub before answering `assigning`. */
   budgetMs: number;
@@ -107,25 +122,17 @@ export class RegistrationService {
 
   /** GET {idScope}/registrations/{registrationId}/operations/{operationId} */
   async operationStatus(request: DeviceRequest, operationId: string): Promise<JsonResult> {
+    const recent = await this.recentRegistration(request);
+    if (recent?.value.operation.operationId === operationId && !this.dueForTakeover(recent.value.operation)) {
+      return this.pollAnswer(request, operationId, recent);
+    }
     const { match, enrollment, partition } = await this.attest(request);
     const current = partition.registration;
     if (!current || current.value.operation.operationId !== operationId) {
       throw notFound(`Operation ${operationId} was not found for registration ${request.registrationId}.`);
     }
     const { operation } = current.value;
-    if (operation.status !== 'assigning') {
-      return {
-        status: 200,
-        body: toOperationStatus(operationId, operation.status, {
-          ...current.value.state,
-          etag: publicEtag(current.etag),
-        }),
-      };
-    }
-    const startedAt = Date.parse(operation.startedAtUtc);
-    if (!operation.plan || this.ports.clock().getTime() - startedAt < this.ports.budgetMs * 2) {
-      return this.assigning(request, operationId);
-    }
+    if (!this.dueForTakeover(operation) || !operation.plan) return this.pollAnswer(request, operationId, current);
     // The instance that started it is gone or stuck: finish the operation here (the hub step is idempotent).
     const { linkedHubs } = await this.ports.configuration.get();
     const outcome = await this.runHubStep(operation.plan, match, enrollment, linkedHubs);
@@ -140,21 +147,14 @@ export class RegistrationService {
 
   /** POST {idScope}/registrations/{registrationId}: the device asks for its current registration state. */
   async statusLookup(request: DeviceRequest): Promise<JsonResult> {
-    const { partition } = await this.attest(request);
-    const current = partition.registration;
+    const current = (await this.recentRegistration(request)) ?? (await this.attest(request)).partition.registration;
     if (!current) throw notFound(`Registration ${request.registrationId} was not found.`);
     return { status: 200, body: { ...current.value.state, etag: publicEtag(current.etag) } };
   }
 
   /** Is this request this device, and by which enrollment? Reads the device partition (one round trip). */
   private async attest(request: DeviceRequest): Promise<Attested> {
-    if (request.idScope.toLowerCase() !== this.ports.idScope.toLowerCase()) {
-      throw unauthorized(`The ID scope ${request.idScope} is not served here.`);
-    }
-    if (request.authorization === null) {
-      throw unauthorized('The Authorization header is missing: only symmetric-key attestation is supported yet.');
-    }
-    const token = parseSas(request.authorization);
+    const token = this.tokenOf(request);
     const [partition, groups] = await Promise.all([
       this.ports.devices.load(request.registrationId),
       this.ports.groups.list(),
@@ -167,8 +167,57 @@ export class RegistrationService {
       groups.filter((g) => g.attestation.type === 'symmetricKey'),
       this.ports.clock(),
     );
+    this.ports.recentAttestations.set(registrationKey(request.registrationId), match);
     const enrollment = match.kind === 'individual' ? match.enrollment : match.group;
     return { match, enrollment, partition };
+  }
+
+  /**
+   * The fast path of a poll: if this instance attested the device a moment ago and the token verifies against that
+   * same enrollment's keys, the registration row alone (one point read) answers. Undefined otherwise: the caller
+   * falls back to `attest`, which reads the enrollment and gives the authoritative answer, errors included.
+   */
+  private async recentRegistration(request: DeviceRequest): Promise<Versioned<StoredRegistration> | undefined> {
+    const recent = this.ports.recentAttestations.get(registrationKey(request.registrationId));
+    if (!recent) return undefined;
+    try {
+      attestSymmetricKey(
+        this.tokenOf(request),
+        `${request.idScope}/registrations/${request.registrationId}`,
+        request.registrationId,
+        recent.kind === 'individual' ? recent.enrollment : undefined,
+        recent.kind === 'group' ? [recent.group] : [],
+        this.ports.clock(),
+      );
+    } catch {
+      return undefined;
+    }
+    return this.ports.devices.getRegistration(request.registrationId);
+  }
+
+  private tokenOf(request: DeviceRequest): SasToken {
+    if (request.idScope.toLowerCase() !== this.ports.idScope.toLowerCase()) {
+      throw unauthorized(`The ID scope ${request.idScope} is not served here.`);
+    }
+    if (request.authorization === null) {
+      throw unauthorized('The Authorization header is missing: only symmetric-key attestation is supported yet.');
+    }
+    return parseSas(request.authorization);
+  }
+
+  /** An `assigning` operation whose instance should have finished it by now: a poll takes it over. */
+  private dueForTakeover(operation: OperationRecord): boolean {
+    if (operation.status !== 'assigning' || !operation.plan) return false;
+    return this.ports.clock().getTime() - Date.parse(operation.startedAtUtc) >= this.ports.budgetMs * 2;
+  }
+
+  private pollAnswer(request: DeviceRequest, operationId: string, current: Versioned<StoredRegistration>): JsonResult {
+    const { operation, state } = current.value;
+    if (operation.status === 'assigning') return this.assigning(request, operationId);
+    return {
+      status: 200,
+      body: toOperationStatus(operationId, operation.status, { ...state, etag: publicEtag(current.etag) }),
+    };
   }
 
   private async runHubStep(

@@ -1,4 +1,4 @@
-// A per-instance cache of one slowly changing value (the group list, the linked hubs) with a short TTL.
+// Per-instance caches: one slowly changing value (the group list, the linked hubs), and recent values by key.
 
 export class TtlCache<T> {
   private value: Promise<T> | undefined;
@@ -26,5 +26,45 @@ export class TtlCache<T> {
   /** Forget the value, e.g. after this instance wrote a change. */
   invalidate(): void {
     this.value = undefined;
+  }
+}
+
+/**
+ * A per-instance memory of recent values by key (e.g. which enrollment attested a device a moment ago), short-lived
+ * and bounded: the oldest entry goes first when it is full.
+ */
+export class RecentMap<K, V> {
+  private readonly entries = new Map<K, { value: V; at: number }>();
+
+  constructor(
+    private readonly ttlMs: number,
+    private readonly maxEntries = 10_000,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  get(key: K): V | undefined {
+    const entry = this.entries.get(key);
+    if (!entry) return undefined;
+    if (this.now() - entry.at < this.ttlMs) return entry.value;
+    this.entries.delete(key);
+    return undefined;
+  }
+
+  set(key: K, value: V): void {
+    // Re-inserting moves the key to the end, so Map order is age order.
+    this.entries.delete(key);
+    if (this.entries.size >= this.maxEntries) {
+      const oldest = this.entries.keys().next();
+      if (!oldest.done) this.entries.delete(oldest.value);
+    }
+    this.entries.set(key, { value, at: this.now() });
+  }
+
+  clear(): void {
+    this.entries.clear();
+  }
+
+  get size(): number {
+    return this.entries.size;
   }
 }

@@ -4,8 +4,10 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import type { Stack } from '../../dev/stack';
+import { createSas } from '../../shared/http/sas';
 import { tableRequestCounter } from '../../shared/storage/tables';
 import { deriveKey, registerDevice } from '../support/device';
+import { rawRequest } from '../support/rawHttps';
 import { startTestStack } from '../support/stack';
 
 const key = () => randomBytes(64).toString('base64');
@@ -114,6 +116,23 @@ describe('symmetric-key provisioning with the official device SDK', () => {
     const state = await registerDevice(stack.deviceEndpoint, stack.idScope, id, deriveKey(groupKey, id));
     expect(state.status).toBe('assigned');
     expect(tableRequestCounter.count - before).toBe(2);
+  });
+
+  it('a poll of the finished operation costs one Table round trip', async () => {
+    const id = 'factory-a-dev-7';
+    const headers = {
+      Authorization: createSas(`${stack.idScope}/registrations/${id}`, deriveKey(groupKey, id), 9_999_999_999, 'x'),
+      'Content-Type': 'application/json',
+    };
+    const base = `/${stack.idScope}/registrations/${id}`;
+    const put = await rawRequest(stack.deviceEndpoint, 'PUT', `${base}/register?api-version=2021-06-01`, '{}', headers);
+    const { operationId, status } = put.json as { operationId: string; status: string };
+    expect(status).toBe('assigned');
+    const before = tableRequestCounter.count;
+    const poll = await rawRequest(stack.deviceEndpoint, 'GET', `${base}/operations/${operationId}`, undefined, headers);
+    expect(poll.status).toBe(200);
+    expect(poll.json).toMatchObject({ operationId, status: 'assigned', registrationState: { deviceId: id } });
+    expect(tableRequestCounter.count - before).toBe(1);
   });
 
   it('rejects a device whose key is wrong with 401', async () => {

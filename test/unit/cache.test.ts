@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 
-import { TtlCache } from '../../shared/storage/cache';
+import { RecentMap, TtlCache } from '../../shared/storage/cache';
 
 function counter(values: Array<() => Promise<string>>): { load: () => Promise<string>; calls: () => number } {
   let n = 0;
@@ -75,5 +75,29 @@ describe('TtlCache', () => {
     await expect(first).rejects.toThrow('late failure');
     await expect(cache.get()).resolves.toBe('fresh');
     expect(src.calls()).toBe(2);
+  });
+});
+
+describe('RecentMap', () => {
+  it('forgets an entry after its TTL', () => {
+    let now = 0;
+    const recent = new RecentMap<string, number>(100, 10, () => now);
+    recent.set('a', 1);
+    now = 99;
+    expect(recent.get('a')).toBe(1);
+    now = 100;
+    expect(recent.get('a')).toBeUndefined();
+    expect(recent.size).toBe(0);
+  });
+
+  it('drops the oldest entry when full; setting a key again makes it the newest', () => {
+    const recent = new RecentMap<string, number>(1_000, 2, () => 0);
+    recent.set('a', 1);
+    recent.set('b', 2);
+    recent.set('a', 3);
+    recent.set('c', 4);
+    expect([recent.get('a'), recent.get('b'), recent.get('c')]).toEqual([3, undefined, 4]);
+    recent.clear();
+    expect(recent.size).toBe(0);
   });
 });

@@ -1,5 +1,6 @@
 import { describe, expect, it, vi } from 'vitest';
 
+import type { SymmetricKeyMatch } from '../../shared/attestation/symmetricKey';
 import { deriveDeviceKey } from '../../shared/attestation/symmetricKey';
 import type { EnrollmentGroup, IndividualEnrollment, InitialTwin } from '../../shared/domain/enrollment';
 import type { LinkedHub } from '../../shared/domain/linkedHub';
@@ -13,6 +14,7 @@ import { HubError } from '../../shared/hubs/registryClient';
 import type { HubClientPool } from '../../shared/registration/assign';
 import type { DeviceRequest } from '../../shared/registration/deviceRequest';
 import { RegistrationService } from '../../shared/registration/service';
+import { RecentMap } from '../../shared/storage/cache';
 import type { DevicePartition, StoredRegistration, Versioned } from '../../shared/storage/devices';
 import { publicEtag } from '../../shared/storage/etag';
 import { dpsErrorOf } from '../support/dpsError';
@@ -62,9 +64,13 @@ class FakeDevices {
   /** Errors the next saves throw before writing anything (a crash, a storage outage). */
   readonly saveFailures: Error[] = [];
   saves = 0;
+  /** Partition reads (enrollment + registration) and point reads (registration row only). */
+  loads = 0;
+  pointReads = 0;
   private version = 0;
 
   load(registrationId: string): Promise<DevicePartition> {
+    this.loads++;
     const key = registrationId.toLowerCase();
     const enrollment = this.enrollments.get(key);
     const registration = this.registrations.get(key);
@@ -72,6 +78,12 @@ class FakeDevices {
       ...(enrollment ? { enrollment: clone(enrollment) } : {}),
       ...(registration ? { registration: clone(registration) } : {}),
     });
+  }
+
+  getRegistration(registrationId: string): Promise<Versioned<StoredRegistration> | undefined> {
+    this.pointReads++;
+    const registration = this.registrations.get(registrationId.toLowerCase());
+    return Promise.resolve(registration ? clone(registration) : undefined);
   }
 
   saveRegistration(registrationId: string, value: StoredRegistration, etag: string | undefined): Promise<string> {
@@ -155,6 +167,7 @@ function setup(groups: EnrollmentGroup[] = [GROUP]) {
   const hubs = new FakeHubs();
   const logs: string[] = [];
   let now = START.getTime();
+  const recentAttestations = new RecentMap<string, SymmetricKeyMatch>(5000, 10_000, () => now);
   const configuration: Pick<ServiceConfiguration, 'linkedHubs' | 'settings'> = {
     linkedHubs: [HUB],
     settings: { defaultAllocationPolicy: 'hashed' },
@@ -167,6 +180,7 @@ function setup(groups: EnrollmentGroup[] = [GROUP]) {
       get: () => Promise.resolve(configuration),
     },
     hubs,
+    recentAttestations,
     clock: () => new Date(now),
     budgetMs: BUDGET_MS,
     retryAfterSeconds: RETRY_AFTER,
@@ -178,6 +192,7 @@ function setup(groups: EnrollmentGroup[] = [GROUP]) {
     hubs,
     logs,
     configuration,
+    recentAttestations,
     advance: (ms: number) => {
       now += ms;
     },
@@ -598,6 +613,61 @@ describe('RegistrationService: operations and status lookup', () => {
       lastUpdatedDateTimeUtc: START.toISOString(),
       etag: publicEtag(devices.row('device-1')?.etag ?? ''),
     });
+  });
+
+  it('a poll on the instance that just attested the device is one point read, without the enrollment', async () => {
+    const { service, devices } = setup();
+    const started = bodyOf(await service.register(deviceRequest('device-1')));
+    const [loads, pointReads] = [devices.loads, devices.pointReads];
+    const poll = await service.operationStatus(deviceRequest('device-1'), started.operationId);
+    expect(poll.status).toBe(200);
+    expect([devices.loads - loads, devices.pointReads - pointReads]).toEqual([0, 1]);
+    expect((await service.statusLookup(deviceRequest('device-1'))).status).toBe(200);
+    expect([devices.loads - loads, devices.pointReads - pointReads]).toEqual([0, 2]);
+  });
+
+  it('an individual device polls by point read too, and a wrong key still gets 401', async () => {
+    const { service, devices } = setup();
+    devices.enrollments.set('ind-1', {
+      value: {
+        registrationId: 'ind-1',
+        attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: IND_PRIMARY, secondaryKey: IND_SECONDARY } },
+      },
+      etag: 'e1',
+    });
+    const started = bodyOf(await service.register(deviceRequest('ind-1', { key: IND_SECONDARY })));
+    const loads = devices.loads;
+    expect(
+      (await service.operationStatus(deviceRequest('ind-1', { key: IND_PRIMARY }), started.operationId)).status,
+    ).toBe(200);
+    expect(devices.loads).toBe(loads);
+    // Not this enrollment's key: the fast path declines, and the authoritative path answers 401.
+    const forged = deviceRequest('ind-1', { key: Buffer.alloc(32, 9).toString('base64') });
+    expect(await dpsErrorOf(service.operationStatus(forged, started.operationId))).toMatchObject({ status: 401 });
+    expect(devices.loads).toBe(loads + 1);
+  });
+
+  it('without a recent attestation (expired, cleared, another instance) a poll reads the partition', async () => {
+    const { service, devices, advance, recentAttestations } = setup();
+    const started = bodyOf(await service.register(deviceRequest('device-1')));
+    advance(5000);
+    let loads = devices.loads;
+    expect((await service.operationStatus(deviceRequest('device-1'), started.operationId)).status).toBe(200);
+    expect(devices.loads).toBe(loads + 1);
+    recentAttestations.clear();
+    loads = devices.loads;
+    expect((await service.statusLookup(deviceRequest('device-1'))).status).toBe(200);
+    expect(devices.loads).toBe(loads + 1);
+  });
+
+  it('a recent attestation does not hide a deleted registration: the poll is 404', async () => {
+    const { service, devices } = setup();
+    const started = bodyOf(await service.register(deviceRequest('device-1')));
+    devices.registrations.clear();
+    expect(await dpsErrorOf(service.operationStatus(deviceRequest('device-1'), started.operationId))).toMatchObject({
+      status: 404,
+    });
+    expect(await dpsErrorOf(service.statusLookup(deviceRequest('device-1')))).toMatchObject({ status: 404 });
   });
 
   it('statusLookup of another device is still 404 (registrations are per device)', async () => {
