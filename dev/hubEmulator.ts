@@ -96,7 +96,8 @@ export async function startHubEmulator(options: HubEmulatorOptions): Promise<Hub
   // A persisted registry keeps its key, so a restarted emulator accepts the connection string linked before.
   const key = options.key ?? saved?.key ?? randomBytes(32).toString('base64');
   const keyBytes = Buffer.from(key, 'base64');
-  const entries = new Map<string, Entry>((saved?.entries ?? []).map((e) => [e.device.deviceId.toLowerCase(), e]));
+  // Device IDs are case-sensitive in IoT Hub: 'Dev-A' and 'dev-a' are two devices.
+  const entries = new Map<string, Entry>((saved?.entries ?? []).map((e) => [e.device.deviceId, e]));
   let hostName = options.hostName ?? '';
 
   // Persistence: debounced, serialized, atomic (temp file + rename) so a crash never leaves a torn registry.
@@ -150,7 +151,7 @@ export async function startHubEmulator(options: HubEmulatorOptions): Promise<Hub
       throw new HubFault(405, 'MethodNotAllowed', `${method} is not supported on /${kind}/{id}.`);
     }
     const body = method === 'PUT' || method === 'PATCH' ? await readJson(req) : undefined;
-    const entry = entries.get(id.toLowerCase());
+    const entry = entries.get(id);
     const ifMatch = req.headers['if-match'];
 
     if (kind === 'devices' && method === 'PUT') {
@@ -179,7 +180,7 @@ export async function startHubEmulator(options: HubEmulatorOptions): Promise<Hub
           desiredUpdated: now,
           reportedUpdated: now,
         };
-        entries.set(id.toLowerCase(), { device, twin });
+        entries.set(id, { device, twin });
         changed();
         return send(res, 200, device);
       }
@@ -199,7 +200,7 @@ export async function startHubEmulator(options: HubEmulatorOptions): Promise<Hub
     if (method === 'GET') return send(res, 200, kind === 'devices' ? entry.device : twinJson(entry));
     if (method === 'DELETE') {
       if (ifMatch !== undefined) checkEtag(ifMatch, entry.device.etag);
-      entries.delete(id.toLowerCase()); // the twin lives in the entry, so it goes too
+      entries.delete(id); // the twin lives in the entry, so it goes too
       changed();
       res.writeHead(204).end();
       return;
@@ -248,9 +249,9 @@ export async function startHubEmulator(options: HubEmulatorOptions): Promise<Hub
     hostName,
     port,
     connectionString: `HostName=${hostName};SharedAccessKeyName=${keyName};SharedAccessKey=${key}`,
-    device: (deviceId) => clone(entries.get(deviceId.toLowerCase())?.device),
+    device: (deviceId) => clone(entries.get(deviceId)?.device),
     twin: (deviceId) => {
-      const entry = entries.get(deviceId.toLowerCase());
+      const entry = entries.get(deviceId);
       return entry && clone(twinJson(entry));
     },
     deviceCount: () => entries.size,
@@ -286,10 +287,7 @@ function deviceFields(
   id: string,
 ): Pick<Device, 'status' | 'statusReason' | 'authentication' | 'capabilities'> {
   if (!isObject(body)) throw invalid('The device must be a JSON object.');
-  if (
-    body.deviceId !== undefined &&
-    (typeof body.deviceId !== 'string' || body.deviceId.toLowerCase() !== id.toLowerCase())
-  ) {
+  if (body.deviceId !== undefined && (typeof body.deviceId !== 'string' || body.deviceId !== id)) {
     throw invalid(`The deviceId in the body does not match '${id}'.`);
   }
   const status = body.status ?? 'enabled';

@@ -15,6 +15,7 @@ import type {
   TwinCollection,
 } from './enrollment';
 import { assertRegistrationId } from './registrationId';
+import { TWIN_LIMITS, twinSize } from './twinSize';
 
 type Json = Record<string, unknown>;
 
@@ -59,7 +60,13 @@ export function parseIndividualEnrollment(body: unknown, pathId: string): Indivi
     ...(deviceId !== undefined ? { deviceId } : {}),
     ...parseCommon(json, false),
     ...(optionalDeviceInformation !== undefined && optionalDeviceInformation !== null
-      ? { optionalDeviceInformation: twinCollection(optionalDeviceInformation, 'optionalDeviceInformation') }
+      ? {
+          optionalDeviceInformation: twinCollection(
+            optionalDeviceInformation,
+            'optionalDeviceInformation',
+            TWIN_LIMITS.desired,
+          ),
+        }
       : {}),
   };
 }
@@ -250,12 +257,15 @@ function parseTwin(value: unknown): InitialTwin {
   const twin = object(value, 'initialTwin');
   rejectUnknown(twin, new Set(['tags', 'properties']), 'initialTwin.');
   const result: InitialTwin = {};
-  if (twin.tags !== undefined && twin.tags !== null) result.tags = twinCollection(twin.tags, 'initialTwin.tags');
+  if (twin.tags !== undefined && twin.tags !== null) {
+    result.tags = twinCollection(twin.tags, 'initialTwin.tags', TWIN_LIMITS.tags);
+  }
   if (twin.properties !== undefined && twin.properties !== null) {
     const props = object(twin.properties, 'initialTwin.properties');
     rejectUnknown(props, new Set(['desired']), 'initialTwin.properties.');
     if (props.desired !== undefined && props.desired !== null) {
-      result.properties = { desired: twinCollection(props.desired, 'initialTwin.properties.desired') };
+      const desired = twinCollection(props.desired, 'initialTwin.properties.desired', TWIN_LIMITS.desired);
+      result.properties = { desired };
     }
   }
   return result;
@@ -270,8 +280,13 @@ function parseReprovision(value: unknown): ReprovisionPolicy {
   };
 }
 
-function twinCollection(value: unknown, field: string): TwinCollection {
-  return object(value, field);
+/** A twin section, within the size IoT Hub allows it (twinSize.ts). */
+function twinCollection(value: unknown, field: string, maxBytes: number): TwinCollection {
+  const collection = object(value, field);
+  const size = twinSize(collection);
+  if (size > maxBytes)
+    throw invalid(field, `is ${size} bytes as IoT Hub counts them; at most ${maxBytes} are allowed.`);
+  return collection;
 }
 
 export function object(value: unknown, field: string): Json {
@@ -312,5 +327,13 @@ function base64Bytes(value: string, field: string): Buffer {
 
 function base64(value: string, field: string): string {
   base64Bytes(value, field);
+  return value;
+}
+
+/** A shared access key: base64 of 16 to 64 bytes, like the keys DPS and IoT Hub generate. */
+export function base64Key(value: string, field: string): string {
+  const bytes = base64Bytes(value, field);
+  if (bytes.length < 16 || bytes.length > 64)
+    throw invalid(field, `must be base64 of 16 to 64 bytes (got ${bytes.length}).`);
   return value;
 }

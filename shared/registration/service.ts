@@ -89,8 +89,7 @@ export class RegistrationService {
     const planned = planAssignment({
       defaultAllocationPolicy: settings.defaultAllocationPolicy,
       registrationId: request.registrationId,
-      deviceId:
-        match.kind === 'individual' ? (match.enrollment.deviceId ?? request.registrationId) : request.registrationId,
+      deviceId: deviceIdFor(match, request.registrationId, previous?.value.state),
       enrollment,
       ...(match.kind === 'group' ? { enrollmentGroupId: match.group.enrollmentGroupId } : {}),
       linkedHubs,
@@ -268,7 +267,9 @@ export class RegistrationService {
             status: 'failed',
             ...(outcome.ok ? { errorCode: 500001, errorMessage: 'The operation has no plan.' } : outcome),
           });
-    const etag = await this.save(request, { state, operation: { ...operation, status: state.status } }, previous);
+    // A finished operation needs no plan any more; dropping it keeps one copy of the device's payload in the row.
+    const finished = { operationId: operation.operationId, status: state.status, startedAtUtc: operation.startedAtUtc };
+    const etag = await this.save(request, { state, operation: finished }, previous);
     return this.operationResult(operation.operationId, { ...state, etag: publicEtag(etag) });
   }
 
@@ -331,6 +332,17 @@ function toOperationStatus(
   registrationState: DeviceRegistrationResult,
 ): RegistrationOperationStatus {
   return { operationId, status, registrationState };
+}
+
+/**
+ * The hub device ID: the individual enrollment's `deviceId`, else the registration ID. Registration IDs are
+ * case-insensitive but IoT Hub device IDs are not, so a device that registers again with other letter case keeps the
+ * device ID it was given first instead of becoming a second device.
+ */
+function deviceIdFor(match: SymmetricKeyMatch, registrationId: string, previous?: DeviceRegistrationResult): string {
+  if (match.kind === 'individual' && match.enrollment.deviceId) return match.enrollment.deviceId;
+  const before = previous?.deviceId;
+  return before !== undefined && before.toLowerCase() === registrationId.toLowerCase() ? before : registrationId;
 }
 
 /** Opaque and URL-safe, shaped like DPS's (`5.<hex>.<guid>`). */

@@ -10,6 +10,7 @@ import { registrationKey } from '../domain/registrationId';
 import type { DeviceRegistrationResult, RegistrationStatus } from '../domain/registrationState';
 import { conflict, preconditionFailed } from '../errors';
 import type { EnrollmentEntity, EnrollmentTable, Page, Versioned } from './enrollmentTable';
+import { joinColumn, splitColumn } from './columns';
 import { firstPage, isStatus } from './tables';
 
 const ENROLLMENT = 'enrollment';
@@ -47,13 +48,14 @@ export interface DevicePartition {
   registration?: Versioned<StoredRegistration>;
 }
 
+/** Columns `state` and `operation` (JSON), continued in `state1`, `operation1`, … (columns.ts): a payload can be 96 KB. */
 interface RegistrationEntity {
   partitionKey: string;
   rowKey: string;
-  state: string;
-  operation: string;
   status: string;
+  /** Lower-cased, so a group's registrations are found whatever case the query uses. */
   enrollmentGroupId: string;
+  [column: string]: string;
 }
 
 export class DeviceRepository {
@@ -95,10 +97,10 @@ export class DeviceRepository {
     const entity: RegistrationEntity = {
       partitionKey: registrationKey(registrationId),
       rowKey: REGISTRATION,
-      state: JSON.stringify({ ...value.state, etag: undefined }),
-      operation: JSON.stringify(value.operation),
+      ...splitColumn('state', JSON.stringify({ ...value.state, etag: undefined })),
+      ...splitColumn('operation', JSON.stringify(value.operation)),
       status: value.operation.status,
-      enrollmentGroupId: value.state.symmetricKey?.enrollmentGroupId ?? '',
+      enrollmentGroupId: (value.state.symmetricKey?.enrollmentGroupId ?? '').toLowerCase(),
     };
     try {
       const response =
@@ -131,7 +133,7 @@ export class DeviceRepository {
     pageSize: number,
     continuationToken?: string,
   ): Promise<Page<Versioned<StoredRegistration>>> {
-    const filter = odata`RowKey eq ${REGISTRATION} and enrollmentGroupId eq ${enrollmentGroupId}`;
+    const filter = odata`RowKey eq ${REGISTRATION} and enrollmentGroupId eq ${enrollmentGroupId.toLowerCase()}`;
     const page = await firstPage<RegistrationEntity>(this.table, filter, pageSize, continuationToken);
     return {
       items: page.rows.map(toRegistration),
@@ -143,8 +145,8 @@ export class DeviceRepository {
 function toRegistration(row: TableEntityResult<RegistrationEntity>): Versioned<StoredRegistration> {
   return {
     value: {
-      state: JSON.parse(row.state) as DeviceRegistrationResult,
-      operation: JSON.parse(row.operation) as OperationRecord,
+      state: JSON.parse(joinColumn(row, 'state')) as DeviceRegistrationResult,
+      operation: JSON.parse(joinColumn(row, 'operation')) as OperationRecord,
     },
     etag: row.etag,
   };

@@ -9,8 +9,9 @@ import type {
   SymmetricKeyAttestation,
 } from '../domain/enrollment';
 import { registrationKey } from '../domain/registrationId';
-import { conflict, notFound, preconditionFailed } from '../errors';
+import { badRequest, conflict, notFound, preconditionFailed } from '../errors';
 import type { SecretBox } from '../secrets/envelope';
+import { joinColumn, splitColumn } from './columns';
 import { firstPage, isStatus } from './tables';
 
 export interface Versioned<T> {
@@ -18,6 +19,7 @@ export interface Versioned<T> {
   etag: string;
 }
 
+/** `doc` is the enrollment JSON, continued in `doc1`, `doc2`, … when long (columns.ts). */
 export interface EnrollmentEntity {
   partitionKey: string;
   rowKey: string;
@@ -28,7 +30,12 @@ export interface EnrollmentEntity {
   iotHubHostName: string;
   allocationPolicy: string;
   deviceId: string;
+  /** `doc1`, `doc2`, …: the rest of a long `doc`. */
+  [column: string]: string | undefined;
 }
+
+/** A backstop under the 1 MiB entity limit (UTF-16: 2 bytes a character); field limits in validate.ts come first. */
+const MAX_DOC_CHARS = 256_000;
 
 /** Columns a query may filter on, by the enrollment field they index. */
 export const QUERY_COLUMNS = {
@@ -138,9 +145,17 @@ export class EnrollmentTable<T extends EnrollmentCommon> {
   private async toEntity(enrollment: T): Promise<EnrollmentEntity> {
     const { symmetricKey, ...attestation } = enrollment.attestation;
     const hubs = enrollment.iotHubs ?? [];
+    const doc = JSON.stringify({ ...enrollment, attestation, etag: undefined });
+    if (doc.length > MAX_DOC_CHARS) {
+      throw badRequest(
+        `The enrollment is too large to store (${doc.length} characters of JSON; at most ${MAX_DOC_CHARS}).`,
+      );
+    }
+    const { doc: first, ...rest } = splitColumn('doc', doc);
     return {
       ...this.layout.keys(this.layout.idOf(enrollment)),
-      doc: JSON.stringify({ ...enrollment, attestation, etag: undefined }),
+      doc: first ?? '',
+      ...rest,
       provisioningStatus: enrollment.provisioningStatus ?? 'enabled',
       attestationType: enrollment.attestation.type,
       iotHubHostName: enrollment.iotHubHostName ?? (hubs.length === 1 ? (hubs[0] ?? '') : ''),
@@ -151,7 +166,7 @@ export class EnrollmentTable<T extends EnrollmentCommon> {
   }
 
   async fromEntity(row: TableEntityResult<EnrollmentEntity>): Promise<Versioned<T>> {
-    const value = JSON.parse(row.doc) as T;
+    const value = JSON.parse(joinColumn(row, 'doc')) as T;
     if (row.secrets) {
       value.attestation = {
         ...value.attestation,

@@ -98,10 +98,12 @@ describe('hub emulator with the official azure-iothub Registry', () => {
     expect(err.name).toBe('DeviceAlreadyExistsError');
   });
 
-  it('finds devices by ID case-insensitively', async () => {
-    const { responseBody } = await registry.get('DEV-A');
-    expect(responseBody.deviceId).toBe('dev-a');
-    expect((hub.device('Dev-A') as DeviceJson).etag).toBe(responseBody.etag);
+  it('treats device IDs case-sensitively, as IoT Hub does', async () => {
+    const err = await failure(registry.get('DEV-A'));
+    expect(err.name).toBe('DeviceNotFoundError');
+    expect(hub.device('Dev-A')).toBeUndefined();
+    const { responseBody } = await registry.get('dev-a');
+    expect((hub.device('dev-a') as DeviceJson).etag).toBe(responseBody.etag);
   });
 
   it('updates a device with a matching etag and rejects a stale one', async () => {

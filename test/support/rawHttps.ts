@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { request } from 'node:https';
 
-import { inject } from 'vitest';
+import { expect, inject } from 'vitest';
 
 export interface RawResponse {
   status: number;
@@ -47,4 +47,14 @@ export function rawRequest(
     req.on('error', reject);
     req.end(body);
   });
+}
+
+/** A DPS-shaped error answer: the status, JSON content type, errorCode of that status, a tracking ID. */
+export function expectDpsError(res: RawResponse, status: number, message?: RegExp): void {
+  expect(res.status).toBe(status);
+  expect(res.headers['content-type']).toMatch(/^application\/json/);
+  const body = res.json as { errorCode: number; trackingId: string; message: string; timestampUtc: string };
+  expect(Math.floor(body.errorCode / 1000)).toBe(status);
+  expect(body.trackingId).toMatch(/^[0-9a-f-]{36}$/);
+  if (message) expect(body.message).toMatch(message);
 }

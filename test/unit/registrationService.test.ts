@@ -246,6 +246,19 @@ describe('RegistrationService.register: a group device', () => {
     expect(result.headers?.['Retry-After']).toBeUndefined();
   });
 
+  it('a device that registers again with other letter case keeps its first device ID (hub IDs are case-sensitive)', async () => {
+    const { service, hubs } = setup();
+    await service.register(deviceRequest('device-1'));
+    const again = bodyOf(await service.register(deviceRequest('Device-1')));
+    expect(again.registrationState).toMatchObject({
+      registrationId: 'Device-1',
+      deviceId: 'device-1',
+      substatus: 'reprovisionedToInitialAssignment',
+    });
+    expect(hubs.deviceIds()).toEqual(['device-1']);
+    expect(hubs.calls.filter((c) => c.op === 'deleteDevice')).toEqual([]);
+  });
+
   it('creates the hub device once with the derived group keys, then applies the group initial twin', async () => {
     const { service, hubs } = setup();
     await service.register(deviceRequest('device-1'));
