@@ -22,6 +22,7 @@ export const unauthorized = (message = 'Unauthorized'): DpsError => new DpsError
 export const notFound = (message: string, errorCode = 404201): DpsError => new DpsError(404, errorCode, message);
 export const conflict = (message: string, errorCode = 409203): DpsError => new DpsError(409, errorCode, message);
 export const preconditionFailed = (message = 'Precondition failed.'): DpsError => new DpsError(412, 412002, message);
+export const invalidContinuationToken = (): DpsError => badRequest('The continuation token is not valid.', 6);
 
 export interface DpsErrorBody {
   errorCode: number;

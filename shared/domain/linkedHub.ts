@@ -12,6 +12,19 @@ export interface LinkedHub {
   applyAllocationPolicy: boolean;
 }
 
+// Dot-separated DNS labels of letters, digits and hyphens, plus an optional port (the dev hub emulator is
+// `localhost:8444`). Anything else can't be a hub, and `/ ? #` in it would break the config table's row key.
+const LABEL = '[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?';
+const HOST_NAME = new RegExp(`^(${LABEL}(?:\\.${LABEL})*)(?::(\\d{1,5}))?$`);
+
+/** True for a DNS host name of at most 253 characters with an optional `:port`. */
+export function isHubHostName(value: string): boolean {
+  const match = HOST_NAME.exec(value);
+  if (!match) return false;
+  const [, host = '', port] = match;
+  return host.length <= 253 && (port === undefined || (Number(port) >= 1 && Number(port) <= 65535));
+}
+
 export interface HubConnection {
   hostName: string;
   keyName: string;

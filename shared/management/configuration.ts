@@ -5,10 +5,10 @@ import { randomBytes } from 'node:crypto';
 
 import type { AllocationPolicy } from '../domain/enrollment';
 import type { LinkedHub } from '../domain/linkedHub';
-import { parseHubConnectionString } from '../domain/linkedHub';
+import { isHubHostName, parseHubConnectionString } from '../domain/linkedHub';
 import type { AccessPolicy, Right, ServiceSettings } from '../domain/serviceConfig';
 import { RIGHTS } from '../domain/serviceConfig';
-import { invalid, object, optionalString, rejectUnknown } from '../domain/validate';
+import { base64Key, invalid, object, optionalString, rejectUnknown } from '../domain/validate';
 import { DpsError, notFound } from '../errors';
 import type { JsonResult } from '../http/response';
 import type { ServiceConfigStore } from '../storage/serviceConfig';
@@ -41,8 +41,13 @@ export class ConfigurationManager {
   /** Links a hub, or updates one; `connectionString` may be left out on update to keep the stored one. */
   async putLinkedHub(request: ServiceRequest, hostName: string): Promise<JsonResult> {
     await this.ports.auth.require(request, 'ServiceConfig');
+    assertHubHostName(hostName);
     const body = object(request.body, 'body');
     rejectUnknown(body, HUB_FIELDS);
+    const bodyHostName = optionalString(body, 'hostName');
+    if (bodyHostName !== undefined && bodyHostName.toLowerCase() !== hostName.toLowerCase()) {
+      throw invalid('hostName', `'${bodyHostName}' does not match the path ('${hostName}').`);
+    }
     const existing = (await this.ports.store.load()).linkedHubs.find(
       (h) => h.hostName.toLowerCase() === hostName.toLowerCase(),
     );
@@ -50,9 +55,11 @@ export class ConfigurationManager {
     if (!connectionString) throw invalid('connectionString', 'is required to link a new hub.');
     const parsed = parseHubConnectionString(connectionString);
     if (!parsed) throw invalid('connectionString', 'must be HostName=…;SharedAccessKeyName=…;SharedAccessKey=….');
-    if (parsed.hostName.toLowerCase() !== hostName.toLowerCase()) {
+    if (parsed.hostName.toLowerCase() !== hostName.toLowerCase() || !isHubHostName(parsed.hostName)) {
       throw invalid('connectionString', `names HostName '${parsed.hostName}', not '${hostName}'.`);
     }
+    // Checked here, as a key that can't sign would fail every device later allocated to this hub.
+    base64Key(parsed.key, 'connectionString.SharedAccessKey');
     const weight = body.allocationWeight ?? existing?.allocationWeight ?? 1;
     if (typeof weight !== 'number' || !Number.isInteger(weight) || weight < 1 || weight > 1000) {
       throw invalid('allocationWeight', 'must be a whole number from 1 to 1000.');
@@ -60,6 +67,7 @@ export class ConfigurationManager {
     const apply = body.applyAllocationPolicy ?? existing?.applyAllocationPolicy ?? true;
     if (typeof apply !== 'boolean') throw invalid('applyAllocationPolicy', 'must be true or false.');
     const location = optionalString(body, 'location') ?? existing?.location;
+    if (location !== undefined && location.length > 64) throw invalid('location', 'must be at most 64 characters.');
     const hub: LinkedHub = {
       hostName: parsed.hostName,
       connectionString,
@@ -74,6 +82,7 @@ export class ConfigurationManager {
 
   async deleteLinkedHub(request: ServiceRequest, hostName: string): Promise<JsonResult> {
     await this.ports.auth.require(request, 'ServiceConfig');
+    assertHubHostName(hostName);
     if (!(await this.ports.store.deleteLinkedHub(hostName)))
       throw notFound(`Linked hub '${hostName}' was not found.`, 404203);
     this.ports.changed();
@@ -189,10 +198,14 @@ function parseRights(value: unknown): Right[] {
 
 function policyKey(body: Record<string, unknown>, field: string): string | undefined {
   const value = optionalString(body, field);
-  if (value === undefined) return undefined;
-  const bytes = /^[A-Za-z0-9+/]+={0,2}$/.test(value) ? Buffer.from(value, 'base64') : Buffer.alloc(0);
-  if (bytes.length < 16 || bytes.length > 64) throw invalid(field, 'must be base64 of 16 to 64 bytes.');
-  return value;
+  return value === undefined ? undefined : base64Key(value, field);
+}
+
+/** The path's host name, checked before it reaches storage (where `/ ? #` break the row key). */
+function assertHubHostName(hostName: string): void {
+  if (!isHubHostName(hostName)) {
+    throw invalid('hostName', 'must be a DNS host name of at most 253 characters, with an optional :port.');
+  }
 }
 
 const newKey = () => randomBytes(32).toString('base64');

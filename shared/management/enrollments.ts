@@ -9,7 +9,9 @@ import type {
   IndividualEnrollment,
 } from '../domain/enrollment';
 import { parseEnrollmentGroup, parseIndividualEnrollment, invalid, object } from '../domain/validate';
-import { DpsError, badRequest, notFound, preconditionFailed } from '../errors';
+import { assertRegistrationId } from '../domain/registrationId';
+import type { DpsError, DpsErrorBody } from '../errors';
+import { badRequest, notFound, preconditionFailed, toHttpResponse } from '../errors';
 import type { JsonResult } from '../http/response';
 import type { EnrollmentTable, Versioned } from '../storage/enrollmentTable';
 import { rowEtag } from '../storage/etag';
@@ -64,7 +66,7 @@ export class EnrollmentManager<T extends EnrollmentCommon> {
 
   async get(request: ServiceRequest, id: string): Promise<JsonResult> {
     await this.auth.require(request, 'EnrollmentRead');
-    const current = await this.table.get(id);
+    const current = await this.table.get(this.validId(id));
     if (!current) throw this.notFound(id);
     return { status: 200, body: this.view(current) };
   }
@@ -75,7 +77,8 @@ export class EnrollmentManager<T extends EnrollmentCommon> {
     const incoming = this.kind.parse(request.body, id);
     const current = await this.table.get(id);
     const etag = request.ifMatch === undefined ? undefined : rowEtag(request.ifMatch);
-    if (etag !== undefined && etag !== '*' && (!current || current.etag !== etag)) throw preconditionFailed();
+    // If-Match (even `*`) is a condition on an existing enrollment: without one it fails, as in HTTP.
+    if (etag !== undefined && (!current || (etag !== '*' && current.etag !== etag))) throw preconditionFailed();
     const enrollment = this.complete(incoming, current?.value);
     const saved = await this.table.save(enrollment, etag ?? '*');
     this.changed();
@@ -84,7 +87,8 @@ export class EnrollmentManager<T extends EnrollmentCommon> {
 
   async delete(request: ServiceRequest, id: string): Promise<JsonResult> {
     await this.auth.require(request, 'EnrollmentWrite');
-    const deleted = await this.table.delete(id, request.ifMatch === undefined ? '*' : rowEtag(request.ifMatch));
+    const ifMatch = request.ifMatch === undefined ? '*' : rowEtag(request.ifMatch);
+    const deleted = await this.table.delete(this.validId(id), ifMatch);
     if (!deleted) throw this.notFound(id);
     this.changed();
     return { status: 204 };
@@ -93,7 +97,7 @@ export class EnrollmentManager<T extends EnrollmentCommon> {
   /** The attestation mechanism with its keys (what `az … --show-keys` uses); GET and query never return keys. */
   async attestation(request: ServiceRequest, id: string): Promise<JsonResult> {
     await this.auth.require(request, 'EnrollmentRead');
-    const current = await this.table.get(id);
+    const current = await this.table.get(this.validId(id));
     if (!current) throw this.notFound(id);
     return { status: 200, body: current.value.attestation };
   }
@@ -137,8 +141,10 @@ export class EnrollmentManager<T extends EnrollmentCommon> {
         try {
           await this.bulkItem(mode as BulkMode, item, id);
         } catch (err) {
-          if (!(err instanceof DpsError)) throw err;
-          errors.push({ [this.kind.idField]: id, errorCode: err.errorCode, errorStatus: err.message });
+          // Every item gets its own result, whatever failed, so the caller knows exactly what was written.
+          const { errorCode, message, trackingId } = toHttpResponse(err).jsonBody as DpsErrorBody;
+          const errorStatus = errorCode >= 500000 ? `${message} Tracking ID: ${trackingId}.` : message;
+          errors.push({ [this.kind.idField]: id, errorCode, errorStatus });
         }
       }
     };
@@ -151,7 +157,7 @@ export class EnrollmentManager<T extends EnrollmentCommon> {
     const itemEtag =
       typeof (item as { etag?: unknown }).etag === 'string' ? rowEtag((item as { etag: string }).etag) : undefined;
     if (mode === 'delete') {
-      if (!(await this.table.delete(id, itemEtag ?? '*'))) throw this.notFound(id);
+      if (!(await this.table.delete(this.validId(id), itemEtag ?? '*'))) throw this.notFound(id);
       return;
     }
     const incoming = this.kind.parse(item, id);
@@ -182,6 +188,10 @@ export class EnrollmentManager<T extends EnrollmentCommon> {
   private view(enrollment: Versioned<T>): Record<string, unknown> {
     const { attestation, ...rest } = enrollment.value;
     return { ...rest, attestation: redact(attestation), etag: enrollmentEtag(enrollment.etag) };
+  }
+
+  private validId(id: string): string {
+    return assertRegistrationId(id, this.kind.idField);
   }
 
   private notFound(id: string): DpsError {

@@ -1,5 +1,6 @@
 // Device registration states, as operators see them: get, delete (the device then provisions afresh), and the
 // states of a group's devices.
+import { assertRegistrationId } from '../domain/registrationId';
 import { notFound } from '../errors';
 import type { JsonResult } from '../http/response';
 import type { DeviceRepository, StoredRegistration, Versioned } from '../storage/devices';
@@ -15,7 +16,7 @@ export class RegistrationStateManager {
 
   async get(request: ServiceRequest, registrationId: string): Promise<JsonResult> {
     await this.auth.require(request, 'RegistrationStatusRead');
-    const current = await this.devices.getRegistration(registrationId);
+    const current = await this.devices.getRegistration(assertRegistrationId(registrationId));
     if (!current) throw notFound(`Registration state '${registrationId}' was not found.`);
     return { status: 200, body: view(current) };
   }
@@ -23,7 +24,7 @@ export class RegistrationStateManager {
   async delete(request: ServiceRequest, registrationId: string): Promise<JsonResult> {
     await this.auth.require(request, 'RegistrationStatusWrite');
     const etag = request.ifMatch === undefined ? '*' : rowEtag(request.ifMatch);
-    if (!(await this.devices.deleteRegistration(registrationId, etag))) {
+    if (!(await this.devices.deleteRegistration(assertRegistrationId(registrationId), etag))) {
       throw notFound(`Registration state '${registrationId}' was not found.`);
     }
     return { status: 204 };
@@ -31,7 +32,8 @@ export class RegistrationStateManager {
 
   async queryGroup(request: ServiceRequest, enrollmentGroupId: string): Promise<JsonResult> {
     await this.auth.require(request, 'RegistrationStatusRead');
-    const page = await this.devices.queryRegistrations(enrollmentGroupId, request.pageSize, request.continuationToken);
+    const groupId = assertRegistrationId(enrollmentGroupId, 'enrollmentGroupId');
+    const page = await this.devices.queryRegistrations(groupId, request.pageSize, request.continuationToken);
     return {
       status: 200,
       body: page.items.map(view),

@@ -1,8 +1,8 @@
 // The service-API request context: authorization, conditional and paging headers, and the JSON body.
 import type { HttpRequest } from '@azure/functions';
 
-import { badRequest } from '../errors';
-import { readJson } from '../http/request';
+import { badRequest, invalidContinuationToken } from '../errors';
+import { isPlainObject, readJson } from '../http/request';
 
 /** The service API carries bulk operations far larger than a device message (DPS caps bulk at 10 items; we don't). */
 export const MAX_SERVICE_BODY_BYTES = 16 * 1024 * 1024;
@@ -40,19 +40,22 @@ function pageSize(header: string | null): number {
   return Math.min(value, MAX_PAGE_SIZE);
 }
 
-/** Tokens are ours (base64 JSON of the next Table keys); anything else is a client error, not a storage failure. */
+/**
+ * Tokens are ours: what @azure/data-tables makes of the next Table keys, base64 JSON of a non-empty
+ * `nextPartitionKey` and an optional non-empty `nextRowKey`, both strings. Anything else (a number, say, which the SDK
+ * throws on) is a client error, not a storage failure.
+ */
 function continuationToken(token: string): string {
+  let parsed: unknown;
   try {
-    const parsed = JSON.parse(Buffer.from(token, 'base64').toString('utf8')) as unknown;
-    if (
-      typeof parsed === 'object' &&
-      parsed !== null &&
-      typeof (parsed as { nextPartitionKey?: unknown }).nextPartitionKey === 'string'
-    ) {
-      return token;
-    }
+    parsed = JSON.parse(Buffer.from(token, 'base64').toString('utf8'));
   } catch {
-    // fall through
+    parsed = undefined;
   }
-  throw badRequest('x-ms-continuation is not a continuation token returned by this service.', 6);
+  const { nextPartitionKey, nextRowKey, ...rest } = isPlainObject(parsed) ? parsed : {};
+  const key = (value: unknown) => typeof value === 'string' && value !== '';
+  if (key(nextPartitionKey) && (nextRowKey === undefined || key(nextRowKey)) && Object.keys(rest).length === 0) {
+    return token;
+  }
+  throw invalidContinuationToken();
 }

@@ -3,6 +3,8 @@ import { TableClient } from '@azure/data-tables';
 import type { TableEntityResult, TableServiceClientOptions } from '@azure/data-tables';
 import { isRestError } from '@azure/core-rest-pipeline';
 
+import { invalidContinuationToken } from '../errors';
+
 export interface TableSettings {
   /** `UseDevelopmentStorage=true` or a full connection string. */
   connectionString: string;
@@ -69,7 +71,10 @@ export async function firstPage<T extends object>(
   const pages = table
     .listEntities<T>({ queryOptions: { filter } })
     .byPage({ maxPageSize: pageSize, ...(continuationToken ? { continuationToken } : {}) });
-  const page = await pages.next();
+  const page = await pages.next().catch((err: unknown) => {
+    // The token's shape was checked, but storage still refuses keys it never issued: the client's fault, not ours.
+    throw continuationToken && isStatus(err, 400) ? invalidContinuationToken() : err;
+  });
   if (page.done) return { rows: [] };
   return {
     rows: page.value,
