@@ -3,20 +3,32 @@
 // forwarded as `X-ARR-ClientCert` (base64 DER of the leaf) like App Service does. Not deployed.
 import { randomUUID } from 'node:crypto';
 import { readdirSync } from 'node:fs';
-import { createServer } from 'node:https';
+import { STATUS_CODES } from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createServer } from 'node:https';
 import { join } from 'node:path';
+import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 
 import { HttpRequest, HttpResponse, InvocationContext } from '@azure/functions';
 import type { HttpResponseInit } from '@azure/functions';
 
 import { errorBody } from '../shared/errors';
-import type { HttpFunctionDefinition } from '../shared/http/httpFunction';
-import { registeredFunctions } from '../shared/http/httpFunction';
+import type { CompiledRoute, HttpFunctionDefinition } from '../shared/http/httpFunction';
+import { compileRoute, registeredFunctions, unmatchedRoute } from '../shared/http/httpFunction';
+import { MAX_SERVICE_BODY_BYTES } from '../shared/management/serviceRequest';
 
-/** Requests larger than this are refused before a handler sees them (handlers enforce DPS's 96 KB themselves). */
-const MAX_REQUEST_BYTES = 4 * 1024 * 1024;
+/**
+ * Requests larger than this are refused before a handler sees them. Handlers enforce their own limits (96 KB for
+ * devices, MAX_SERVICE_BODY_BYTES for bulk service calls); the margin lets them, not the host, answer just above it.
+ */
+const MAX_REQUEST_BYTES = MAX_SERVICE_BODY_BYTES + 1024 * 1024;
+
+/** Node's answers to a request head it can't parse (see 'clientError' below); anything else is a 400. */
+const CLIENT_ERRORS: Record<string, [status: number, message: string]> = {
+  HPE_HEADER_OVERFLOW: [431, 'The request URL or headers are too large.'],
+  ERR_HTTP_REQUEST_TIMEOUT: [408, 'The request was not received in time.'],
+};
 
 export interface DevHostOptions {
   tls: { cert: string; key: string };
@@ -57,36 +69,26 @@ export async function loadFunctions(
   return registeredFunctions();
 }
 
-interface CompiledRoute {
+interface Route extends CompiledRoute {
   definition: HttpFunctionDefinition;
-  pattern: RegExp;
-  names: string[];
-  /** Literal segments win over parameters, as in the Functions host's route resolution. */
-  literals: number;
 }
 
-export function compileRoutes(definitions: readonly HttpFunctionDefinition[]): CompiledRoute[] {
+/**
+ * The route table, most specific first: compared segment by segment, a literal beats a parameter and a parameter
+ * beats a catch-all, so a `{*path}` catch-all comes last (ASP.NET Core's route precedence). The Functions host itself
+ * tries routes in function-name order, so the catch-all is named to sort last there too (functions/notFound.ts).
+ */
+export function compileRoutes(definitions: readonly HttpFunctionDefinition[]): Route[] {
   return definitions
-    .map((definition) => {
-      const names: string[] = [];
-      let literals = 0;
-      const source = definition.route
-        .split('/')
-        .filter((s) => s !== '')
-        .map((segment) => {
-          const param = /^\{(\w+)\??\}$/.exec(segment);
-          if (param?.[1]) {
-            names.push(param[1]);
-            return '/([^/]+)';
-          }
-          literals++;
-          return `/${segment.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`;
-        })
-        .join('');
-      // Case-insensitive and tolerant of a trailing slash: the service SDK posts to `/enrollments/`.
-      return { definition, pattern: new RegExp(`^${source}/?$`, 'i'), names, literals };
-    })
-    .sort((a, b) => b.literals - a.literals);
+    .map((definition) => ({ definition, ...compileRoute(definition.route) }))
+    .sort((a, b) => {
+      for (let i = 0; i < Math.max(a.kinds.length, b.kinds.length); i++) {
+        // A route that ends first is the more specific: `a` beats `a/{*rest}` on `/a`.
+        const d = (a.kinds[i] ?? -1) - (b.kinds[i] ?? -1);
+        if (d !== 0) return d;
+      }
+      return 0;
+    });
 }
 
 export function startDevHost(
@@ -118,6 +120,17 @@ export function startDevHost(
         });
     },
   );
+  // A request head Node can't take (a URL or headers over `maxHeaderSize`, 16 KB; malformed HTTP) never reaches
+  // `serve`: Node would answer it with an empty 431/400. DPS clients expect JSON, so answer on the raw socket.
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
+    if (err.code === 'ECONNRESET' || !socket.writable) return void socket.destroy();
+    const [status, message] = CLIENT_ERRORS[err.code ?? ''] ?? [400, 'The request is not valid HTTP.'];
+    const text = JSON.stringify(errorBody(status * 1000, message));
+    socket.end(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json; charset=utf-8\r\n` +
+        `Content-Length: ${Buffer.byteLength(text)}\r\nx-ms-error-code: ${status * 1000}\r\nConnection: close\r\n\r\n${text}`,
+    );
+  });
   server.keepAliveTimeout = 30_000;
   return new Promise((resolve, reject) => {
     server.once('error', reject);
@@ -137,19 +150,19 @@ export function startDevHost(
   });
 }
 
-async function serve(routes: CompiledRoute[], req: IncomingMessage, res: ServerResponse): Promise<void> {
+async function serve(routes: Route[], req: IncomingMessage, res: ServerResponse): Promise<void> {
   const url = new URL(req.url ?? '/', `https://${req.headers.host ?? 'localhost'}`);
   const method = (req.method ?? 'GET').toUpperCase();
-  const path = decodeURIComponentSafe(url.pathname);
-  const matches = routes
+  // First match in precedence order, as the Functions host does: a wrong method falls through to the catch-all.
+  const hit = routes
+    .filter((route) => route.definition.methods.includes(method as never))
     .map((route) => ({ route, match: route.pattern.exec(url.pathname) }))
-    .filter((m): m is { route: CompiledRoute; match: RegExpExecArray } => m.match !== null);
-  const hit = matches.find((m) => m.route.definition.methods.includes(method as never));
+    .find((m): m is { route: Route; match: RegExpExecArray } => m.match !== null);
   if (!hit) {
+    // No catch-all registered: the same 404/405 it would give.
     req.resume();
-    if (matches.length > 0)
-      return writeJson(res, 405, errorBody(405000, `Method ${method} is not allowed on ${path}.`));
-    return writeJson(res, 404, errorBody(404000, `No operation is served at ${path}.`));
+    const definitions = routes.map((r) => r.definition);
+    return writeResponse(res, unmatchedRoute(method, url.toString(), definitions));
   }
 
   const body = await readBody(req);

@@ -3,13 +3,18 @@ import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { request } from 'node:https';
 
-import type { HttpRequest } from '@azure/functions';
+import type { HttpMethod, HttpRequest } from '@azure/functions';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 
 import { createCa } from '../../dev/certs';
 import type { DevHost } from '../../dev/host';
 import { startDevHost } from '../../dev/host';
+import type { Stack } from '../../dev/stack';
 import type { HttpFunctionDefinition } from '../../shared/http/httpFunction';
+import { registeredFunctions } from '../../shared/http/httpFunction';
+import { MAX_SERVICE_BODY_BYTES } from '../../shared/management/serviceRequest';
+import { rawRequest } from '../support/rawHttps';
+import { startTestStack } from '../support/stack';
 
 const echo = (name: string) => async (req: HttpRequest) =>
   Promise.resolve({
@@ -20,14 +25,22 @@ const definitions: HttpFunctionDefinition[] = [
   { name: 'byParam', methods: ['GET', 'POST'], route: '{scope}/things/{id}', handler: echo('byParam') },
   { name: 'byLiteral', methods: ['GET'], route: 'fixed/things/{id}', handler: echo('byLiteral') },
   { name: 'bulk', methods: ['POST'], route: 'items', handler: echo('bulk') },
+  {
+    name: 'size',
+    methods: ['POST'],
+    route: 'size',
+    handler: async (req: HttpRequest) => ({ jsonBody: { bytes: (await req.arrayBuffer()).byteLength } }),
+  },
 ];
+const allMethods: HttpMethod[] = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'];
+const catchAll: HttpFunctionDefinition = { name: 'rest', methods: allMethods, route: '{*rest}', handler: echo('rest') };
 
 function get(
   port: number,
   method: string,
   path: string,
   options: { cert?: string; key?: string; headers?: Record<string, string>; body?: string } = {},
-): Promise<{ status: number; json: Record<string, unknown> }> {
+): Promise<{ status: number; headers: Record<string, unknown>; json: Record<string, unknown> }> {
   return new Promise((resolve, reject) => {
     const req = request(
       {
@@ -49,6 +62,7 @@ function get(
         res.on('end', () =>
           resolve({
             status: res.statusCode ?? 0,
+            headers: res.headers,
             json: JSON.parse(Buffer.concat(chunks).toString() || '{}') as Record<string, unknown>,
           }),
         );
@@ -84,13 +98,40 @@ describe('dev host', () => {
     expect((await get(host.port, 'POST', '/fixed/things/1')).json).toMatchObject({ name: 'byParam' });
   });
 
-  it('answers 404 and 405 with DPS-shaped errors', async () => {
+  it('answers 404 and 405 with DPS-shaped errors when no catch-all is registered', async () => {
     const missing = await get(host.port, 'GET', '/nowhere');
     expect(missing.status).toBe(404);
-    expect(missing.json).toMatchObject({ errorCode: 404000 });
-    const wrong = await get(host.port, 'DELETE', '/items');
+    expect(missing.headers['content-type']).toMatch(/^application\/json/);
+    expect(missing.json).toMatchObject({ errorCode: 404000, message: 'No operation is served at GET /nowhere.' });
+    const wrong = await get(host.port, 'DELETE', '/s/things/1');
     expect(wrong.status).toBe(405);
-    expect(wrong.json).toMatchObject({ errorCode: 405000 });
+    expect(wrong.headers.allow).toBe('GET, POST');
+    expect(wrong.json).toMatchObject({ errorCode: 405000, message: 'Method DELETE is not allowed on /s/things/1.' });
+  });
+
+  it('never echoes a huge path in full', async () => {
+    const res = await get(host.port, 'GET', `/${'x'.repeat(8000)}`);
+    expect(res.status).toBe(404);
+    expect(String(res.json.message).length).toBeLessThan(300);
+  });
+
+  it('takes a ~5 MB body (a 10,000-item bulk), and refuses one over the service limit with a DPS-shaped 413', async () => {
+    const bulk = JSON.stringify({ items: Array.from({ length: 10_000 }, (_, i) => ({ id: i, pad: 'x'.repeat(480) })) });
+    expect(bulk.length).toBeGreaterThan(5_000_000);
+    expect(await get(host.port, 'POST', '/size', { body: bulk })).toMatchObject({
+      status: 200,
+      json: { bytes: bulk.length },
+    });
+    const huge = await get(host.port, 'POST', '/size', { body: 'x'.repeat(MAX_SERVICE_BODY_BYTES + 2 * 1024 * 1024) });
+    expect(huge).toMatchObject({ status: 413, json: { errorCode: 413001 } });
+  });
+
+  it("answers a URL over Node's 16 KB header limit with a DPS-shaped 431, not an empty one", async () => {
+    const res = await get(host.port, 'GET', `/${'x'.repeat(20_000)}`);
+    expect(res.status).toBe(431);
+    expect(res.headers['content-type']).toMatch(/^application\/json/);
+    expect(res.json).toMatchObject({ errorCode: 431000, message: 'The request URL or headers are too large.' });
+    expect(Object.keys(res.json).sort()).toEqual(['errorCode', 'message', 'timestampUtc', 'trackingId']);
   });
 
   it('forwards the TLS client certificate as X-ARR-ClientCert (base64 DER of the leaf)', async () => {
@@ -109,5 +150,70 @@ describe('dev host', () => {
   it('passes request bodies to handlers, and drops them on GET like the Functions host', async () => {
     expect((await get(host.port, 'POST', '/s/things/1', { body: '{"a":1}' })).json.body).toBe('{"a":1}');
     expect((await get(host.port, 'GET', '/s/things/1', { body: '{}' })).json.body).toBe('');
+  });
+});
+
+describe('dev host with a catch-all route', () => {
+  let host: DevHost;
+
+  beforeAll(async () => {
+    const certs = inject('certs');
+    // Registered first, to show it is ordered last all the same.
+    host = await startDevHost([catchAll, ...definitions], {
+      tls: { cert: readFileSync(certs.serverCert, 'utf8'), key: readFileSync(certs.serverKey, 'utf8') },
+    });
+  });
+
+  afterAll(async () => {
+    await host?.close();
+  });
+
+  it('tries literals, then parameters, then the catch-all, which also gets a wrong method', async () => {
+    expect((await get(host.port, 'GET', '/fixed/things/1')).json).toMatchObject({ name: 'byLiteral' });
+    expect((await get(host.port, 'GET', '/s/things/1')).json).toMatchObject({ name: 'byParam' });
+    expect((await get(host.port, 'POST', '/items')).json).toMatchObject({ name: 'bulk' });
+    expect((await get(host.port, 'GET', '/a/b%2Fc/d')).json).toMatchObject({
+      name: 'rest',
+      params: { rest: 'a/b/c/d' },
+    });
+    expect((await get(host.port, 'DELETE', '/items')).json).toMatchObject({ name: 'rest' });
+    expect((await get(host.port, 'GET', '/')).json).toMatchObject({ name: 'rest' });
+  });
+});
+
+describe('the function table', () => {
+  let stack: Stack;
+
+  beforeAll(async () => {
+    stack = await startTestStack({ hubs: { count: 0 } });
+  });
+
+  afterAll(async () => {
+    await stack?.stop();
+  });
+
+  it('ends with the catch-all in function-name order, the order the Functions host tries routes in', () => {
+    const names = registeredFunctions().map((f) => f.name);
+    const byName = [...names].sort((a, b) => (a.toUpperCase() < b.toUpperCase() ? -1 : 1));
+    const catchAllName = registeredFunctions().find((f) => f.route === '{*path}')?.name;
+    expect(catchAllName).toBeDefined();
+    expect(byName.at(-1)).toBe(catchAllName);
+  });
+
+  it('answers an unknown path with a JSON 404 and a wrong method with a JSON 405 and Allow', async () => {
+    const missing = await rawRequest(stack.host.hostName, 'POST', '/nothing/here', '{}');
+    expect(missing.status).toBe(404);
+    expect(missing.headers['content-type']).toMatch(/^application\/json/);
+    expect(missing.json).toMatchObject({ errorCode: 404000, message: 'No operation is served at POST /nothing/here.' });
+    const wrong = await rawRequest(stack.host.hostName, 'DELETE', '/serviceConfiguration');
+    expect(wrong.status).toBe(405);
+    expect(wrong.headers.allow).toBe('GET, PUT');
+    expect(wrong.json).toMatchObject({ errorCode: 405000 });
+  });
+
+  it('still serves the known routes', async () => {
+    // No credentials: the real handler's 401, not the catch-all's 404.
+    const res = await rawRequest(stack.host.hostName, 'GET', '/serviceConfiguration?api-version=2021-10-01');
+    expect(res).toMatchObject({ status: 401, json: { errorCode: 401002 } });
   });
 });
