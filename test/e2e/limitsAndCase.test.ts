@@ -5,27 +5,16 @@ import { Registry } from 'azure-iothub';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import type { Stack } from '../../dev/stack';
-import { createSas } from '../../shared/http/sas';
 import { deriveKey, registerDevice } from '../support/device';
-import { expectDpsError, rawRequest } from '../support/rawHttps';
+import { expectDpsError } from '../support/rawHttps';
+import { serviceCaller } from '../support/service';
 import { startTestStack } from '../support/stack';
-
-const inAnHour = () => Math.floor(Date.now() / 1000) + 3600;
 
 describe('large documents and registration-ID case', () => {
   let stack: Stack;
   let service: ProvisioningServiceClient;
   let groupKey: string;
-  const owner = () =>
-    createSas(stack.deviceEndpoint, stack.settings.DPS_SERVICE_OWNER_KEY ?? '', inAnHour(), 'provisioningserviceowner');
-  const call = (method: string, path: string, body?: unknown, headers: Record<string, string> = {}) =>
-    rawRequest(
-      stack.deviceEndpoint,
-      method,
-      `${path}?api-version=2021-10-01`,
-      body === undefined ? undefined : JSON.stringify(body),
-      { Authorization: owner(), 'Content-Type': 'application/json', ...headers },
-    );
+  const call = serviceCaller(() => stack);
 
   beforeAll(async () => {
     stack = await startTestStack();

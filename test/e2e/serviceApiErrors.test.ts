@@ -8,33 +8,16 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Stack } from '../../dev/stack';
 import { createSas } from '../../shared/http/sas';
 import { deriveKey, registerDevice } from '../support/device';
-import type { RawResponse } from '../support/rawHttps';
-import { rawRequest } from '../support/rawHttps';
+import { expectDpsError } from '../support/rawHttps';
+import { serviceCaller } from '../support/service';
 import { startTestStack } from '../support/stack';
 
 const inAnHour = () => Math.floor(Date.now() / 1000) + 3600;
 
-function expectError(res: RawResponse, status: number, message?: RegExp): void {
-  expect(res.status).toBe(status);
-  expect(res.headers['content-type']).toMatch(/^application\/json/);
-  const body = res.json as { errorCode: number; trackingId: string; message: string; timestampUtc: string };
-  expect(Math.floor(body.errorCode / 1000)).toBe(status);
-  expect(body.trackingId).toMatch(/^[0-9a-f-]{36}$/);
-  if (message) expect(body.message).toMatch(message);
-}
-
 describe('service API: authorization, validation, configuration', () => {
   let stack: Stack;
   let ownerKey: string;
-  const owner = () => createSas(stack.deviceEndpoint, ownerKey, inAnHour(), 'provisioningserviceowner');
-  const call = (method: string, path: string, body?: unknown, headers: Record<string, string> = {}) =>
-    rawRequest(
-      stack.deviceEndpoint,
-      method,
-      `${path}?api-version=2021-10-01`,
-      body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
-      { Authorization: owner(), 'Content-Type': 'application/json', ...headers },
-    );
+  const call = serviceCaller(() => stack);
 
   beforeAll(async () => {
     stack = await startTestStack();
@@ -55,7 +38,7 @@ describe('service API: authorization, validation, configuration', () => {
 
     it('an expired token → 401', async () => {
       const expired = createSas(stack.deviceEndpoint, ownerKey, 1_000_000, 'provisioningserviceowner');
-      expectError(await call('GET', '/enrollments/x', undefined, { Authorization: expired }), 401, /expired/);
+      expectDpsError(await call('GET', '/enrollments/x', undefined, { Authorization: expired }), 401, /expired/);
     });
 
     it('a token for another host, no policy name, or a Bearer token → 401', async () => {
@@ -65,10 +48,10 @@ describe('service API: authorization, validation, configuration', () => {
         inAnHour(),
         'provisioningserviceowner',
       );
-      expectError(await call('GET', '/enrollments/x', undefined, { Authorization: other }), 401, /host name/);
+      expectDpsError(await call('GET', '/enrollments/x', undefined, { Authorization: other }), 401, /host name/);
       const noSkn = createSas(stack.deviceEndpoint, ownerKey, inAnHour());
-      expectError(await call('GET', '/enrollments/x', undefined, { Authorization: noSkn }), 401, /skn/);
-      expectError(await call('GET', '/enrollments/x', undefined, { Authorization: 'Bearer abc' }), 401, /Entra/);
+      expectDpsError(await call('GET', '/enrollments/x', undefined, { Authorization: noSkn }), 401, /skn/);
+      expectDpsError(await call('GET', '/enrollments/x', undefined, { Authorization: 'Bearer abc' }), 401, /Entra/);
     });
 
     it('a policy without the right gets 401 naming the missing right; with it, the call works', async () => {
@@ -98,7 +81,7 @@ describe('service API: authorization, validation, configuration', () => {
       expect(list.json).toEqual(
         expect.arrayContaining([expect.objectContaining({ name: 'reader', rights: ['EnrollmentRead'] })]),
       );
-      expectError(await call('DELETE', '/accessPolicies/provisioningserviceowner'), 409);
+      expectDpsError(await call('DELETE', '/accessPolicies/provisioningserviceowner'), 409);
       expect((await call('DELETE', '/accessPolicies/reader')).status).toBe(204);
     });
   });
@@ -107,16 +90,16 @@ describe('service API: authorization, validation, configuration', () => {
     const put = (id: string, body: unknown) => call('PUT', `/enrollments/${encodeURIComponent(id)}`, body);
 
     it('malformed JSON', async () => {
-      expectError(await call('PUT', '/enrollments/v1', '{"registrationId": "v1",'), 400, /not valid JSON/);
+      expectDpsError(await call('PUT', '/enrollments/v1', '{"registrationId": "v1",'), 400, /not valid JSON/);
     });
 
     it('unknown fields, also nested', async () => {
-      expectError(
+      expectDpsError(
         await put('v1', { registrationId: 'v1', attestation: { type: 'symmetricKey' }, colour: 'red' }),
         400,
         /'colour'/,
       );
-      expectError(
+      expectDpsError(
         await put('v1', {
           registrationId: 'v1',
           attestation: { type: 'symmetricKey', symmetricKey: { primary: 'x' } },
@@ -128,9 +111,9 @@ describe('service API: authorization, validation, configuration', () => {
 
     it('invalid registration IDs: too long, bad characters, path/body mismatch', async () => {
       const long = 'a'.repeat(129);
-      expectError(await put(long, { attestation: { type: 'symmetricKey' } }), 400, /registrationId/);
-      expectError(await put('bad$id', { attestation: { type: 'symmetricKey' } }), 400, /registrationId/);
-      expectError(
+      expectDpsError(await put(long, { attestation: { type: 'symmetricKey' } }), 400, /registrationId/);
+      expectDpsError(await put('bad$id', { attestation: { type: 'symmetricKey' } }), 400, /registrationId/);
+      expectDpsError(
         await put('v2', { registrationId: 'v3', attestation: { type: 'symmetricKey' } }),
         400,
         /does not match/,
@@ -139,12 +122,12 @@ describe('service API: authorization, validation, configuration', () => {
 
     it('a symmetric key of the wrong length, or not base64', async () => {
       const short = Buffer.alloc(8).toString('base64');
-      expectError(
+      expectDpsError(
         await put('v4', { attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: short } } }),
         400,
         /primaryKey.*16 to 64 bytes/,
       );
-      expectError(
+      expectDpsError(
         await put('v4', { attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: 'not base64!' } } }),
         400,
         /base64/,
@@ -152,14 +135,14 @@ describe('service API: authorization, validation, configuration', () => {
     });
 
     it('missing attestation, wrong enum values, static without exactly one hub', async () => {
-      expectError(await put('v5', {}), 400, /attestation/);
-      expectError(await put('v5', { attestation: { type: 'magic' } }), 400, /attestation\.type/);
-      expectError(
+      expectDpsError(await put('v5', {}), 400, /attestation/);
+      expectDpsError(await put('v5', { attestation: { type: 'magic' } }), 400, /attestation\.type/);
+      expectDpsError(
         await put('v5', { attestation: { type: 'symmetricKey' }, provisioningStatus: 'on' }),
         400,
         /provisioningStatus/,
       );
-      expectError(
+      expectDpsError(
         await put('v5', { attestation: { type: 'symmetricKey' }, allocationPolicy: 'static' }),
         400,
         /iotHubs/,
@@ -167,8 +150,8 @@ describe('service API: authorization, validation, configuration', () => {
     });
 
     it('bad paging headers and continuation tokens', async () => {
-      expectError(await call('POST', '/enrollments/query', { query: '*' }, { 'x-ms-max-item-count': 'ten' }), 400);
-      expectError(await call('POST', '/enrollments/query', { query: '*' }, { 'x-ms-continuation': 'garbage' }), 400);
+      expectDpsError(await call('POST', '/enrollments/query', { query: '*' }, { 'x-ms-max-item-count': 'ten' }), 400);
+      expectDpsError(await call('POST', '/enrollments/query', { query: '*' }, { 'x-ms-continuation': 'garbage' }), 400);
     });
 
     it('a malformed bulk body changes nothing', async () => {
@@ -176,9 +159,9 @@ describe('service API: authorization, validation, configuration', () => {
         mode: 'create',
         enrollments: [{ registrationId: 'bulk-ok', attestation: { type: 'symmetricKey' } }, { attestation: {} }],
       });
-      expectError(res, 400, /registrationId/);
-      expectError(await call('GET', '/enrollments/bulk-ok'), 404);
-      expectError(await call('POST', '/enrollments', { mode: 'explode', enrollments: [] }), 400, /mode/);
+      expectDpsError(res, 400, /registrationId/);
+      expectDpsError(await call('GET', '/enrollments/bulk-ok'), 404);
+      expectDpsError(await call('POST', '/enrollments', { mode: 'explode', enrollments: [] }), 400, /mode/);
     });
   });
 
@@ -199,16 +182,16 @@ describe('service API: authorization, validation, configuration', () => {
       });
       const list = await call('GET', '/linkedHubs');
       expect(list.text).not.toContain(hub.connectionString.split('SharedAccessKey=')[1] ?? '<none>');
-      expectError(
+      expectDpsError(
         await call('PUT', '/linkedHubs/other.example.net', { connectionString: hub.connectionString }),
         400,
         /HostName/,
       );
-      expectError(await call('PUT', '/linkedHubs/new.example.net', {}), 400, /connectionString/);
+      expectDpsError(await call('PUT', '/linkedHubs/new.example.net', {}), 400, /connectionString/);
     });
 
     it('sets the default allocation policy (custom is refused, as in DPS)', async () => {
-      expectError(await call('PUT', '/serviceConfiguration', { defaultAllocationPolicy: 'custom' }), 400);
+      expectDpsError(await call('PUT', '/serviceConfiguration', { defaultAllocationPolicy: 'custom' }), 400);
       const res = await call('PUT', '/serviceConfiguration', { defaultAllocationPolicy: 'hashed' });
       expect(res.json).toMatchObject({ idScope: stack.idScope, defaultAllocationPolicy: 'hashed' });
     });
@@ -230,7 +213,7 @@ describe('service API: authorization, validation, configuration', () => {
       ).rejects.toMatchObject({
         result: { registrationState: { errorCode: 400208 } },
       });
-      expectError(await call('DELETE', `/linkedHubs/${hub.hostName}`), 404);
+      expectDpsError(await call('DELETE', `/linkedHubs/${hub.hostName}`), 404);
     });
   });
 });

@@ -6,42 +6,21 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 
 import type { Stack } from '../../dev/stack';
 import { DpsError } from '../../shared/errors';
-import { createSas } from '../../shared/http/sas';
 import { firstPage } from '../../shared/storage/tables';
-import type { RawResponse } from '../support/rawHttps';
-import { rawRequest } from '../support/rawHttps';
+import { expectDpsError } from '../support/rawHttps';
+import { serviceCaller } from '../support/service';
 import { startTestStack } from '../support/stack';
 
-const inAnHour = () => Math.floor(Date.now() / 1000) + 3600;
 const token = (value: unknown) => Buffer.from(JSON.stringify(value), 'utf8').toString('base64');
-
-function expectError(res: RawResponse, status: number, message?: RegExp): void {
-  expect(res.status).toBe(status);
-  expect(res.headers['content-type']).toMatch(/^application\/json/);
-  const body = res.json as { errorCode: number; trackingId: string; message: string; timestampUtc: string };
-  expect(Math.floor(body.errorCode / 1000)).toBe(status);
-  expect(body.trackingId).toMatch(/^[0-9a-f-]{36}$/);
-  if (message) expect(body.message).toMatch(message);
-}
 
 describe('service API: configuration and paging errors', () => {
   let stack: Stack;
-  let ownerKey: string;
-  const owner = () => createSas(stack.deviceEndpoint, ownerKey, inAnHour(), 'provisioningserviceowner');
-  const call = (method: string, path: string, body?: unknown, headers: Record<string, string> = {}) =>
-    rawRequest(
-      stack.deviceEndpoint,
-      method,
-      `${path}?api-version=2021-10-01`,
-      body === undefined ? undefined : JSON.stringify(body),
-      { Authorization: owner(), 'Content-Type': 'application/json', ...headers },
-    );
+  const call = serviceCaller(() => stack);
   const connection = (host: string, key = Buffer.alloc(32, 1).toString('base64')) =>
     `HostName=${host};SharedAccessKeyName=iothubowner;SharedAccessKey=${key}`;
 
   beforeAll(async () => {
     stack = await startTestStack();
-    ownerKey = stack.settings.DPS_SERVICE_OWNER_KEY ?? '';
   });
 
   afterAll(async () => {
@@ -56,12 +35,12 @@ describe('service API: configuration and paging errors', () => {
         ['my_hub.example.net', 'my_hub.example.net'],
       ] as const) {
         const started = Date.now();
-        expectError(
+        expectDpsError(
           await call('PUT', `/linkedHubs/${path}`, { connectionString: connection(host) }),
           400,
           /'hostName'/,
         );
-        expectError(await call('DELETE', `/linkedHubs/${path}`), 400, /'hostName'/);
+        expectDpsError(await call('DELETE', `/linkedHubs/${path}`), 400, /'hostName'/);
         expect(Date.now() - started).toBeLessThan(2000);
       }
     });
@@ -70,7 +49,7 @@ describe('service API: configuration and paging errors', () => {
       const host = 'badkey.example.net';
       for (const key of ['not base64!!', Buffer.alloc(8).toString('base64')]) {
         const res = await call('PUT', `/linkedHubs/${host}`, { connectionString: connection(host, key) });
-        expectError(res, 400, /'connectionString\.SharedAccessKey': must be base64/);
+        expectDpsError(res, 400, /'connectionString\.SharedAccessKey': must be base64/);
         expect(res.text).not.toContain(key);
       }
       expect((await call('GET', '/linkedHubs')).text).not.toContain(host);
@@ -80,11 +59,11 @@ describe('service API: configuration and paging errors', () => {
       const host = 'fields.example.net';
       const put = (extra: Record<string, unknown>) =>
         call('PUT', `/linkedHubs/${host}`, { connectionString: connection(host), ...extra });
-      expectError(await put({ location: 'x'.repeat(65) }), 400, /'location'/);
-      expectError(await put({ allocationWeight: -1 }), 400, /'allocationWeight'/);
-      expectError(await put({ allocationWeight: 2.5 }), 400, /'allocationWeight'/);
-      expectError(await put({ applyAllocationPolicy: 'no' }), 400, /'applyAllocationPolicy'/);
-      expectError(await put({ hostName: 'other.example.net' }), 400, /'hostName'/);
+      expectDpsError(await put({ location: 'x'.repeat(65) }), 400, /'location'/);
+      expectDpsError(await put({ allocationWeight: -1 }), 400, /'allocationWeight'/);
+      expectDpsError(await put({ allocationWeight: 2.5 }), 400, /'allocationWeight'/);
+      expectDpsError(await put({ applyAllocationPolicy: 'no' }), 400, /'applyAllocationPolicy'/);
+      expectDpsError(await put({ hostName: 'other.example.net' }), 400, /'hostName'/);
       // A valid link with a port, as the dev hub emulator has, still works.
       const ok = await call('PUT', '/linkedHubs/fields.example.net:8444', {
         connectionString: connection('FIELDS.example.net:8444'),
@@ -132,7 +111,7 @@ describe('service API: configuration and paging errors', () => {
         'garbage',
       ]) {
         const res = await query(bad);
-        expectError(res, 400, /^The continuation token is not valid\.$/);
+        expectDpsError(res, 400, /^The continuation token is not valid\.$/);
         expect((res.json as { errorCode: number }).errorCode).toBe(400006);
       }
     });
