@@ -115,7 +115,8 @@ process.on('message', (raw: DriverMessage) => {
 
 /** Forks the hub emulator; it exits when this process does (its IPC channel closes). */
 function startHub(certs: CertificateFiles): Promise<ExternalHub> {
-  const child = fork(join(__dirname, 'hubProcess.js'), [], { stdio: ['ignore', 2, 2, 'ipc'] });
+  // Not the host's execArgv: a --cpu-prof of the host must not also profile the hub.
+  const child = fork(join(__dirname, 'hubProcess.js'), [], { execArgv: [], stdio: ['ignore', 2, 2, 'ipc'] });
   hub = child;
   return new Promise((resolve, reject) => {
     child.once('exit', (code) => reject(new Error(`the hub emulator process exited (${code}) before it was ready`)));
