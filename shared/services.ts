@@ -3,7 +3,6 @@ import { readFileSync } from 'node:fs';
 import { Agent } from 'node:https';
 import { createSecureContext, rootCertificates } from 'node:tls';
 
-import type { SymmetricKeyMatch } from './attestation/symmetricKey';
 import type { Config } from './config';
 import type { EnrollmentGroup, IndividualEnrollment } from './domain/enrollment';
 import { config } from './config';
@@ -13,6 +12,7 @@ import { ServiceAuthorizer } from './management/auth';
 import { ConfigurationManager } from './management/configuration';
 import { EnrollmentManager, groupKind, individualKind } from './management/enrollments';
 import { RegistrationStateManager } from './management/registrations';
+import type { RecentAttestation } from './registration/service';
 import { RegistrationService } from './registration/service';
 import { SecretBox } from './secrets/envelope';
 import { LocalKeyProvider } from './secrets/localKeyProvider';
@@ -50,7 +50,7 @@ export function createServices(cfg: Config): { ready: Promise<void>; services: S
   const configuration = new ServiceConfigStore(tables.config, secrets);
   const groupCache = new TtlCache(async () => (await groups.list()).map((g) => g.value), cfg.cacheTtlMs);
   const configCache = new TtlCache(() => configuration.load(), cfg.cacheTtlMs);
-  const recentAttestations = new RecentMap<string, SymmetricKeyMatch>(cfg.cacheTtlMs);
+  const recentAttestations = new RecentMap<string, RecentAttestation>(cfg.cacheTtlMs);
   const agent = hubAgent(cfg.hubCaFile);
   const registration = new RegistrationService({
     idScope: cfg.idScope,

@@ -30,24 +30,29 @@ export function attestSymmetricKey(
   groups: readonly EnrollmentGroup[],
   now: Date,
 ): SymmetricKeyMatch {
+  assertTokenFor(token, expectedResource, now);
+  if (individual) {
+    const keys = symmetricKeys(individual.attestation);
+    if (signedByOneOf(token, keys)) return { kind: 'individual', enrollment: individual, deviceKeys: keys };
+    throw unauthorized();
+  }
+  for (const group of groups) {
+    const derived = symmetricKeys(group.attestation).map((k) => deriveDeviceKey(k, registrationId));
+    if (signedByOneOf(token, derived)) return { kind: 'group', group, deviceKeys: derived };
+  }
+  throw unauthorized();
+}
+
+/** The token names this resource and has not expired (401 otherwise). */
+export function assertTokenFor(token: SasToken, expectedResource: string, now: Date): void {
   // The C SDK encodes sr with lower-case %2f and others with %2F; the decoded form is compared case-insensitively.
   if (token.resource.toLowerCase() !== expectedResource.toLowerCase()) {
     throw unauthorized('The SharedAccessSignature resource (sr) does not match this registration.');
   }
   assertNotExpired(token, now);
+}
 
-  if (individual) {
-    const keys = symmetricKeys(individual.attestation);
-    if (keys.some((k) => verifySignature(token, Buffer.from(k, 'base64')))) {
-      return { kind: 'individual', enrollment: individual, deviceKeys: keys };
-    }
-    throw unauthorized();
-  }
-  for (const group of groups) {
-    const derived = symmetricKeys(group.attestation).map((k) => deriveDeviceKey(k, registrationId));
-    if (derived.some((k) => verifySignature(token, Buffer.from(k, 'base64')))) {
-      return { kind: 'group', group, deviceKeys: derived };
-    }
-  }
-  throw unauthorized();
+/** Whether one of these device keys (base64) signed the token. */
+export function signedByOneOf(token: SasToken, deviceKeys: readonly string[]): boolean {
+  return deviceKeys.some((k) => verifySignature(token, Buffer.from(k, 'base64')));
 }

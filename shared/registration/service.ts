@@ -8,7 +8,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 
 import type { SymmetricKeyMatch } from '../attestation/symmetricKey';
-import { attestSymmetricKey } from '../attestation/symmetricKey';
+import { assertTokenFor, attestSymmetricKey, signedByOneOf } from '../attestation/symmetricKey';
 import type { EnrollmentCommon, EnrollmentGroup } from '../domain/enrollment';
 import { isEnabled } from '../domain/enrollment';
 import type { LinkedHub } from '../domain/linkedHub';
@@ -45,16 +45,21 @@ export interface RegistrationPorts {
   configuration: { get(): Promise<Pick<ServiceConfiguration, 'linkedHubs' | 'settings'>> };
   hubs: HubClientPool;
   /**
-   * Which enrollment attested each device recently, by registration key (short TTL, per instance): lets a poll verify
-   * the device without reading its enrollment. Holds keys in memory, as the group cache does.
+   * The keys that attested each device recently, by registration key (short TTL, per instance): a poll verifies the
+   * device with them instead of reading its enrollment. Keys only (not enrollments), so 10,000 entries stay small.
    */
-  recentAttestations: RecentMap<string, SymmetricKeyMatch>;
+  recentAttestations: RecentMap<string, RecentAttestation>;
   clock: () => Date;
   /** How long a PUT waits for the hub before answering `assigning`. */
   budgetMs: number;
   /** Seconds a device should wait before polling an `assigning` operation. */
   retryAfterSeconds: number;
   log: (message: string) => void;
+}
+
+/** The device's own keys (derived for group devices, for the registration ID exactly as it was attested). */
+export interface RecentAttestation {
+  deviceKeys: string[];
 }
 
 interface Attested {
@@ -158,39 +163,42 @@ export class RegistrationService {
       this.ports.devices.load(request.registrationId),
       this.ports.groups.list(),
     ]);
-    const match = attestSymmetricKey(
-      token,
-      `${request.idScope}/registrations/${request.registrationId}`,
-      request.registrationId,
-      partition.enrollment?.value,
-      groups.filter((g) => g.attestation.type === 'symmetricKey'),
-      this.ports.clock(),
-    );
-    this.ports.recentAttestations.set(registrationKey(request.registrationId), match);
+    const key = registrationKey(request.registrationId);
+    let match: SymmetricKeyMatch;
+    try {
+      match = attestSymmetricKey(
+        token,
+        resourceOf(request),
+        request.registrationId,
+        partition.enrollment?.value,
+        groups.filter((g) => g.attestation.type === 'symmetricKey'),
+        this.ports.clock(),
+      );
+    } catch (err) {
+      // Whatever was remembered no longer holds (keys rotated, enrollment gone): polls must not outlive it.
+      this.ports.recentAttestations.delete(key);
+      throw err;
+    }
+    this.ports.recentAttestations.set(key, { deviceKeys: match.deviceKeys });
     const enrollment = match.kind === 'individual' ? match.enrollment : match.group;
     return { match, enrollment, partition };
   }
 
   /**
-   * The fast path of a poll: if this instance attested the device a moment ago and the token verifies against that
-   * same enrollment's keys, the registration row alone (one point read) answers. Undefined otherwise: the caller
-   * falls back to `attest`, which reads the enrollment and gives the authoritative answer, errors included.
+   * The fast path of a poll: if this instance attested the device a moment ago and the token is signed by one of the
+   * keys it attested with, the registration row alone (one point read) answers. Undefined otherwise: the caller falls
+   * back to `attest`, which reads the enrollment and gives the authoritative answer, errors included.
    */
   private async recentRegistration(request: DeviceRequest): Promise<Versioned<StoredRegistration> | undefined> {
     const recent = this.ports.recentAttestations.get(registrationKey(request.registrationId));
     if (!recent) return undefined;
+    const token = this.tokenOf(request);
     try {
-      attestSymmetricKey(
-        this.tokenOf(request),
-        `${request.idScope}/registrations/${request.registrationId}`,
-        request.registrationId,
-        recent.kind === 'individual' ? recent.enrollment : undefined,
-        recent.kind === 'group' ? [recent.group] : [],
-        this.ports.clock(),
-      );
+      assertTokenFor(token, resourceOf(request), this.ports.clock());
     } catch {
       return undefined;
     }
+    if (!signedByOneOf(token, recent.deviceKeys)) return undefined;
     return this.ports.devices.getRegistration(request.registrationId);
   }
 
@@ -333,6 +341,9 @@ function toOperationStatus(
 ): RegistrationOperationStatus {
   return { operationId, status, registrationState };
 }
+
+/** The `sr` a device's token must name. */
+const resourceOf = (request: DeviceRequest): string => `${request.idScope}/registrations/${request.registrationId}`;
 
 /**
  * The hub device ID: the individual enrollment's `deviceId`, else the registration ID. Registration IDs are

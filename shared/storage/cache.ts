@@ -51,13 +51,18 @@ export class RecentMap<K, V> {
   }
 
   set(key: K, value: V): void {
-    // Re-inserting moves the key to the end, so Map order is age order.
+    // Re-inserting moves the key to the end, so Map order is age order: expired entries sit at the front.
     this.entries.delete(key);
-    if (this.entries.size >= this.maxEntries) {
-      const oldest = this.entries.keys().next();
-      if (!oldest.done) this.entries.delete(oldest.value);
+    const now = this.now();
+    for (const [oldest, entry] of this.entries) {
+      if (this.entries.size < this.maxEntries && now - entry.at < this.ttlMs) break;
+      this.entries.delete(oldest);
     }
-    this.entries.set(key, { value, at: this.now() });
+    this.entries.set(key, { value, at: now });
+  }
+
+  delete(key: K): void {
+    this.entries.delete(key);
   }
 
   clear(): void {

@@ -90,6 +90,18 @@ describe('RecentMap', () => {
     expect(recent.size).toBe(0);
   });
 
+  it('drops expired entries when a new one is set, and deletes on request', () => {
+    let now = 0;
+    const recent = new RecentMap<string, number>(100, 10, () => now);
+    recent.set('a', 1);
+    recent.set('b', 2);
+    now = 150;
+    recent.set('c', 3);
+    expect(recent.size).toBe(1);
+    recent.delete('c');
+    expect(recent.get('c')).toBeUndefined();
+  });
+
   it('drops the oldest entry when full; setting a key again makes it the newest', () => {
     const recent = new RecentMap<string, number>(1_000, 2, () => 0);
     recent.set('a', 1);

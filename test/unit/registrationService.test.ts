@@ -1,6 +1,5 @@
 import { describe, expect, it, vi } from 'vitest';
 
-import type { SymmetricKeyMatch } from '../../shared/attestation/symmetricKey';
 import { deriveDeviceKey } from '../../shared/attestation/symmetricKey';
 import type { EnrollmentGroup, IndividualEnrollment, InitialTwin } from '../../shared/domain/enrollment';
 import type { LinkedHub } from '../../shared/domain/linkedHub';
@@ -13,6 +12,7 @@ import type { HubDeviceIdentity } from '../../shared/hubs/registryClient';
 import { HubError } from '../../shared/hubs/registryClient';
 import type { HubClientPool } from '../../shared/registration/assign';
 import type { DeviceRequest } from '../../shared/registration/deviceRequest';
+import type { RecentAttestation } from '../../shared/registration/service';
 import { RegistrationService } from '../../shared/registration/service';
 import { RecentMap } from '../../shared/storage/cache';
 import type { DevicePartition, StoredRegistration, Versioned } from '../../shared/storage/devices';
@@ -167,7 +167,7 @@ function setup(groups: EnrollmentGroup[] = [GROUP]) {
   const hubs = new FakeHubs();
   const logs: string[] = [];
   let now = START.getTime();
-  const recentAttestations = new RecentMap<string, SymmetricKeyMatch>(5000, 10_000, () => now);
+  const recentAttestations = new RecentMap<string, RecentAttestation>(5000, 10_000, () => now);
   const configuration: Pick<ServiceConfiguration, 'linkedHubs' | 'settings'> = {
     linkedHubs: [HUB],
     settings: { defaultAllocationPolicy: 'hashed' },
@@ -658,6 +658,24 @@ describe('RegistrationService: operations and status lookup', () => {
     const forged = deviceRequest('ind-1', { key: Buffer.alloc(32, 9).toString('base64') });
     expect(await dpsErrorOf(service.operationStatus(forged, started.operationId))).toMatchObject({ status: 401 });
     expect(devices.loads).toBe(loads + 1);
+  });
+
+  it('a failed attestation forgets the remembered keys: the old key no longer polls', async () => {
+    const { service, devices } = setup();
+    const enrollment = (primaryKey: string): Versioned<IndividualEnrollment> => ({
+      value: { registrationId: 'ind-2', attestation: { type: 'symmetricKey', symmetricKey: { primaryKey } } },
+      etag: 'e1',
+    });
+    devices.enrollments.set('ind-2', enrollment(IND_PRIMARY));
+    const started = bodyOf(await service.register(deviceRequest('ind-2', { key: IND_PRIMARY })));
+    // The keys are rotated (on another instance): the next full check with the old key fails…
+    devices.enrollments.set('ind-2', enrollment(IND_SECONDARY));
+    expect(await dpsErrorOf(service.register(deviceRequest('ind-2', { key: IND_PRIMARY })))).toMatchObject({
+      status: 401,
+    });
+    // …and from then on a poll with it is checked against the enrollment again, not against what was remembered.
+    const old = deviceRequest('ind-2', { key: IND_PRIMARY });
+    expect(await dpsErrorOf(service.operationStatus(old, started.operationId))).toMatchObject({ status: 401 });
   });
 
   it('without a recent attestation (expired, cleared, another instance) a poll reads the partition', async () => {

@@ -10,4 +10,8 @@ describe('twinSize (IoT Hub twin accounting)', () => {
     expect(twinSize({ nested: { k: [1, 'ab'] } })).toBe(6 + 1 + 8 + 2);
     expect(twinSize({ nothing: null })).toBe(7);
   });
+
+  it('leaves out Unicode control characters, as IoT Hub does', () => {
+    expect(twinSize({ 'a\n': 'b\u0000\u0085c' })).toBe(3);
+  });
 });
