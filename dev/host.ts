@@ -15,7 +15,7 @@ import type { HttpResponseInit } from '@azure/functions';
 
 import { errorBody } from '../shared/errors';
 import type { CompiledRoute, HttpFunctionDefinition } from '../shared/http/httpFunction';
-import { compileRoute, registeredFunctions, unmatchedRoute } from '../shared/http/httpFunction';
+import { byFunctionName, compileRoute, registeredFunctions, unmatchedRoute } from '../shared/http/httpFunction';
 import { MAX_SERVICE_BODY_BYTES } from '../shared/management/serviceRequest';
 
 /**
@@ -74,21 +74,12 @@ interface Route extends CompiledRoute {
 }
 
 /**
- * The route table, most specific first: compared segment by segment, a literal beats a parameter and a parameter
- * beats a catch-all, so a `{*path}` catch-all comes last (ASP.NET Core's route precedence). The Functions host itself
- * tries routes in function-name order, so the catch-all is named to sort last there too (functions/notFound.ts).
+ * The route table in the order the Functions host tries it: by function name, ignoring case, first match wins (not by
+ * specificity: Azure/azure-functions-nodejs-library#300). Serving in that order here lets the tests see what Azure
+ * would route; the catch-all is named to sort last (functions/notFound.ts).
  */
 export function compileRoutes(definitions: readonly HttpFunctionDefinition[]): Route[] {
-  return definitions
-    .map((definition) => ({ definition, ...compileRoute(definition.route) }))
-    .sort((a, b) => {
-      for (let i = 0; i < Math.max(a.kinds.length, b.kinds.length); i++) {
-        // A route that ends first is the more specific: `a` beats `a/{*rest}` on `/a`.
-        const d = (a.kinds[i] ?? -1) - (b.kinds[i] ?? -1);
-        if (d !== 0) return d;
-      }
-      return 0;
-    });
+  return [...definitions].sort(byFunctionName).map((definition) => ({ definition, ...compileRoute(definition.route) }));
 }
 
 export function startDevHost(
@@ -153,11 +144,16 @@ export function startDevHost(
 async function serve(routes: Route[], req: IncomingMessage, res: ServerResponse): Promise<void> {
   const url = new URL(req.url ?? '/', `https://${req.headers.host ?? 'localhost'}`);
   const method = (req.method ?? 'GET').toUpperCase();
-  // First match in precedence order, as the Functions host does: a wrong method falls through to the catch-all.
-  const hit = routes
-    .filter((route) => route.definition.methods.includes(method as never))
-    .map((route) => ({ route, match: route.pattern.exec(url.pathname) }))
-    .find((m): m is { route: Route; match: RegExpExecArray } => m.match !== null);
+  // The first route that serves the method and the path, as the Functions host does: methods are route constraints,
+  // so a wrong method falls through to the catch-all.
+  let hit: { route: Route; params: Record<string, string> } | undefined;
+  for (const route of routes) {
+    const params = route.definition.methods.includes(method as never) ? route.match(url.pathname) : undefined;
+    if (params) {
+      hit = { route, params };
+      break;
+    }
+  }
   if (!hit) {
     // No catch-all registered: the same 404/405 it would give.
     req.resume();
@@ -168,10 +164,7 @@ async function serve(routes: Route[], req: IncomingMessage, res: ServerResponse)
   const body = await readBody(req);
   if (body === undefined) return writeJson(res, 413, errorBody(413001, 'The request body is too large.'));
 
-  const params: Record<string, string> = {};
-  hit.route.names.forEach((name, i) => {
-    params[name] = decodeURIComponentSafe(hit.match[i + 1] ?? '');
-  });
+  const { params } = hit;
   const headers: Record<string, string> = {};
   for (const [name, value] of Object.entries(req.headers)) {
     if (value !== undefined) headers[name] = Array.isArray(value) ? value.join(', ') : value;
@@ -225,12 +218,4 @@ function readBody(req: IncomingMessage): Promise<Buffer | undefined> {
     req.on('end', () => resolve(size > MAX_REQUEST_BYTES ? undefined : Buffer.concat(chunks)));
     req.on('error', reject);
   });
-}
-
-function decodeURIComponentSafe(value: string): string {
-  try {
-    return decodeURIComponent(value);
-  } catch {
-    return value;
-  }
 }

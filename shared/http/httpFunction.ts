@@ -35,34 +35,57 @@ export function registeredFunctions(): readonly HttpFunctionDefinition[] {
 }
 
 export interface CompiledRoute {
-  /** Matches a URL's (still encoded) path; group i + 1 captures parameter `names[i]`. */
-  pattern: RegExp;
-  names: string[];
-  /** Each segment's kind, for precedence: 0 literal, 1 parameter, 2 catch-all (`{*rest}`). */
-  kinds: number[];
+  /** The route's parameters (decoded) if it serves this URL path (still encoded), else undefined. */
+  match(pathname: string): Record<string, string> | undefined;
+  /** Whether it ends in a `{*rest}` catch-all. */
+  catchAll: boolean;
 }
 
-/** A route template as the Functions host reads it: case-insensitive, and tolerant of a trailing slash. */
+/**
+ * A route template as the Functions host reads it: case-insensitive, tolerant of a trailing slash, `{name}` and
+ * `{*rest}` (the rest of the path, slashes included). Constraints are refused rather than silently ignored.
+ */
 export function compileRoute(route: string): CompiledRoute {
   const names: string[] = [];
-  const kinds: number[] = [];
+  let catchAll = false;
   const source = route
     .split('/')
     .filter((s) => s !== '')
     .map((segment) => {
       const param = /^\{(\*?)(\w+)\??\}$/.exec(segment);
-      if (param?.[2]) {
-        names.push(param[2]);
-        kinds.push(param[1] ? 2 : 1);
-        // A catch-all takes the rest of the path, slashes included, or nothing at all.
-        return param[1] ? '(?:/(.*))?' : '/([^/]+)';
+      if (!param?.[2]) {
+        if (/[{}]/.test(segment)) throw new Error(`Route '${route}': the dev host does not support '${segment}'.`);
+        return `/${segment.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`;
       }
-      kinds.push(0);
-      return `/${segment.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`;
+      names.push(param[2]);
+      if (param[1]) catchAll = true;
+      return param[1] ? '(?:/(.*))?' : '/([^/]+)';
     })
     .join('');
   // The service SDK posts to `/enrollments/`.
-  return { pattern: new RegExp(`^${source}/?$`, 'i'), names, kinds };
+  const pattern = new RegExp(`^${source}/?$`, 'i');
+  return {
+    catchAll,
+    match(pathname) {
+      const found = pattern.exec(pathname);
+      if (!found) return undefined;
+      return Object.fromEntries(names.map((name, i) => [name, decodeSafe(found[i + 1] ?? '')]));
+    },
+  };
+}
+
+/** Function-name order, ignoring case: the order in which the Functions host tries routes (first match wins). */
+export const byFunctionName = (a: HttpFunctionDefinition, b: HttpFunctionDefinition): number => {
+  const [x, y] = [a.name.toUpperCase(), b.name.toUpperCase()];
+  return x < y ? -1 : x > y ? 1 : 0;
+};
+
+function decodeSafe(value: string): string {
+  try {
+    return decodeURIComponent(value);
+  } catch {
+    return value;
+  }
 }
 
 /** The client's path goes into the message, so only this much of it: a URL can be kilobytes long. */
@@ -82,14 +105,9 @@ export function unmatchedRoute(
   const allowed = new Set<string>();
   for (const f of functions) {
     const route = compileRoute(f.route);
-    if (!route.kinds.includes(2) && route.pattern.test(pathname)) f.methods.forEach((m) => allowed.add(m));
+    if (!route.catchAll && route.match(pathname)) f.methods.forEach((m) => allowed.add(m));
   }
-  let path = pathname;
-  try {
-    path = decodeURIComponent(pathname);
-  } catch {
-    // keep it encoded
-  }
+  let path = decodeSafe(pathname);
   if (path.length > MAX_ECHOED_PATH) path = `${path.slice(0, MAX_ECHOED_PATH)}…`;
   const verb = method.slice(0, 16);
   if (allowed.size > 0) {

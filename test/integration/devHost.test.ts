@@ -14,6 +14,7 @@ import type { HttpFunctionDefinition } from '../../shared/http/httpFunction';
 import { registeredFunctions } from '../../shared/http/httpFunction';
 import { MAX_SERVICE_BODY_BYTES } from '../../shared/management/serviceRequest';
 import { rawRequest } from '../support/rawHttps';
+import { serviceCaller } from '../support/service';
 import { startTestStack } from '../support/stack';
 
 const echo = (name: string) => async (req: HttpRequest) =>
@@ -23,7 +24,7 @@ const echo = (name: string) => async (req: HttpRequest) =>
 
 const definitions: HttpFunctionDefinition[] = [
   { name: 'byParam', methods: ['GET', 'POST'], route: '{scope}/things/{id}', handler: echo('byParam') },
-  { name: 'byLiteral', methods: ['GET'], route: 'fixed/things/{id}', handler: echo('byLiteral') },
+  { name: 'literalFixed', methods: ['GET'], route: 'fixed/things/{id}', handler: echo('literalFixed') },
   { name: 'bulk', methods: ['POST'], route: 'items', handler: echo('bulk') },
   {
     name: 'size',
@@ -33,7 +34,12 @@ const definitions: HttpFunctionDefinition[] = [
   },
 ];
 const allMethods: HttpMethod[] = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'];
-const catchAll: HttpFunctionDefinition = { name: 'rest', methods: allMethods, route: '{*rest}', handler: echo('rest') };
+const catchAll: HttpFunctionDefinition = {
+  name: 'zzzRest',
+  methods: allMethods,
+  route: '{*rest}',
+  handler: echo('zzzRest'),
+};
 
 function get(
   port: number,
@@ -93,9 +99,10 @@ describe('dev host', () => {
     expect((await get(host.port, 'POST', '/items/')).json).toMatchObject({ name: 'bulk' });
   });
 
-  it('prefers literal segments over parameters, like the Functions host', async () => {
-    expect((await get(host.port, 'GET', '/fixed/things/1')).json).toMatchObject({ name: 'byLiteral' });
-    expect((await get(host.port, 'POST', '/fixed/things/1')).json).toMatchObject({ name: 'byParam' });
+  it('tries routes in function-name order and takes the first match, like the Functions host (not by specificity)', async () => {
+    // 'byParam' sorts before 'literalFixed', so it wins on a path both serve.
+    expect((await get(host.port, 'GET', '/fixed/things/1')).json).toMatchObject({ name: 'byParam' });
+    expect((await get(host.port, 'GET', '/FIXED/things/1')).json).toMatchObject({ name: 'byParam' });
   });
 
   it('answers 404 and 405 with DPS-shaped errors when no catch-all is registered', async () => {
@@ -168,16 +175,16 @@ describe('dev host with a catch-all route', () => {
     await host?.close();
   });
 
-  it('tries literals, then parameters, then the catch-all, which also gets a wrong method', async () => {
-    expect((await get(host.port, 'GET', '/fixed/things/1')).json).toMatchObject({ name: 'byLiteral' });
+  it('tries the catch-all last (by its name), and it also gets a wrong method', async () => {
     expect((await get(host.port, 'GET', '/s/things/1')).json).toMatchObject({ name: 'byParam' });
     expect((await get(host.port, 'POST', '/items')).json).toMatchObject({ name: 'bulk' });
+    expect((await get(host.port, 'POST', '/size')).json).toMatchObject({ bytes: 0 });
     expect((await get(host.port, 'GET', '/a/b%2Fc/d')).json).toMatchObject({
-      name: 'rest',
+      name: 'zzzRest',
       params: { rest: 'a/b/c/d' },
     });
-    expect((await get(host.port, 'DELETE', '/items')).json).toMatchObject({ name: 'rest' });
-    expect((await get(host.port, 'GET', '/')).json).toMatchObject({ name: 'rest' });
+    expect((await get(host.port, 'DELETE', '/items')).json).toMatchObject({ name: 'zzzRest' });
+    expect((await get(host.port, 'GET', '/')).json).toMatchObject({ name: 'zzzRest' });
   });
 });
 
@@ -209,6 +216,21 @@ describe('the function table', () => {
     expect(wrong.status).toBe(405);
     expect(wrong.headers.allow).toBe('GET, PUT');
     expect(wrong.json).toMatchObject({ errorCode: 405000 });
+  });
+
+  it('sends service paths that a device route also matches to the service function, in name order', async () => {
+    // `{idScope}/registrations/{registrationId}` (POST) matches these too; with the root policy's token, the service
+    // functions answer 404 / 200, where the device function would answer 401.
+    const call = serviceCaller(() => stack);
+    expect((await call('POST', '/enrollments/registrations/attestationmechanism')).json).toMatchObject({
+      errorCode: 404202,
+    });
+    expect((await call('POST', '/enrollmentGroups/registrations/attestationmechanism')).json).toMatchObject({
+      errorCode: 404202,
+    });
+    const query = await call('POST', '/registrations/registrations/query', {});
+    expect(query.status).toBe(200);
+    expect(query.json).toEqual([]);
   });
 
   it('still serves the known routes', async () => {
