@@ -1,6 +1,6 @@
 // The load generator's HTTPS client: raw node:https (keep-alive, our dev CA), requests shaped like the official device
-// SDK's (reference/official-clients.md §3a); `send` also serves the service-API scenario. Not the SDK itself: its fixed polling interval would be measured instead
-// of the server. A device here is a registration ID plus a precomputed SAS token.
+// SDK's (reference/official-clients.md §3a); `send` also serves the service-API scenario. Not the SDK itself: its
+// fixed polling interval would be measured instead of the server. A device is a registration ID plus a SAS token.
 import { Agent, request } from 'node:https';
 
 import { createSas } from '../shared/http/sas';
