@@ -8,6 +8,7 @@ import { createServer } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
+import { BASE64, safeDecode } from '../shared/encoding';
 import { assertNotExpired, parseSas, verifySignature } from '../shared/http/sas';
 
 export interface HubEmulatorOptions {
@@ -331,8 +332,7 @@ function authentication(auth: unknown): Authentication {
 // The official SDK sends empty keys on create and expects the hub to generate them.
 function symmetricKey(value: unknown): string {
   if (value === undefined || value === null || value === '') return randomBytes(32).toString('base64');
-  const bytes =
-    typeof value === 'string' && /^[A-Za-z0-9+/]+={0,2}$/.test(value) ? Buffer.from(value, 'base64').length : 0;
+  const bytes = typeof value === 'string' && BASE64.test(value) ? Buffer.from(value, 'base64').length : 0;
   if (bytes < 16 || bytes > 64) throw invalid('Symmetric keys must be base64 strings of 16 to 64 bytes.');
   return value as string;
 }
@@ -428,14 +428,6 @@ function send(res: ServerResponse, status: number, body: unknown): void {
     'Content-Length': Buffer.byteLength(payload),
   });
   res.end(payload);
-}
-
-function safeDecode(value: string): string | undefined {
-  try {
-    return decodeURIComponent(value);
-  } catch {
-    return undefined;
-  }
 }
 
 const clone = <T>(value: T): T => (value === undefined ? value : structuredClone(value));

@@ -1,4 +1,5 @@
 // Settings, read and validated once. A missing or malformed setting fails fast with its name.
+import { BASE64 } from './encoding';
 
 export interface Config {
   /** The ID scope devices use, e.g. 0ne00000A0A. */
@@ -30,7 +31,7 @@ export function loadConfig(env: Env = process.env): Config {
   if (masterKey.length !== 32) throw new ConfigError('DPS_MASTER_KEY must be the base64 of 32 random bytes.');
   const hubCaFile = env.DPS_HUB_CA_FILE?.trim();
   const serviceOwnerKey = env.DPS_SERVICE_OWNER_KEY?.trim();
-  if (serviceOwnerKey && !/^[A-Za-z0-9+/]+={0,2}$/.test(serviceOwnerKey)) {
+  if (serviceOwnerKey && !BASE64.test(serviceOwnerKey)) {
     throw new ConfigError('DPS_SERVICE_OWNER_KEY must be base64 (e.g. of 32 random bytes).');
   }
   return {

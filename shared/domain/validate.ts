@@ -2,6 +2,7 @@
 // are rejected (a typo must not be silently dropped), read-only fields are accepted and ignored.
 import { X509Certificate } from 'node:crypto';
 
+import { BASE64 } from '../encoding';
 import { badRequest } from '../errors';
 import { isPlainObject } from '../http/request';
 import type {
@@ -321,7 +322,7 @@ function optionalBoolean(json: Json, key: string, field: string): boolean | unde
 }
 
 function base64Bytes(value: string, field: string): Buffer {
-  if (!/^[A-Za-z0-9+/]+={0,2}$/.test(value) || value.length % 4 !== 0) throw invalid(field, 'must be base64.');
+  if (!BASE64.test(value) || value.length % 4 !== 0) throw invalid(field, 'must be base64.');
   return Buffer.from(value, 'base64');
 }
 

@@ -1,6 +1,7 @@
 // SharedAccessSignature tokens: parsing, signing and verification, tolerant of how each official SDK builds them.
 import { createHmac, timingSafeEqual } from 'node:crypto';
 
+import { BASE64, safeDecode } from '../encoding';
 import { unauthorized } from '../errors';
 
 export interface SasToken {
@@ -38,7 +39,7 @@ export function parseSas(header: string | null | undefined): SasToken {
   if (!/^\d{1,12}$/.test(se)) throw unauthorized('The SharedAccessSignature expiry (se) is not a number.');
   const resource = safeDecode(srLiteral);
   const sigB64 = safeDecode(sig);
-  if (resource === undefined || sigB64 === undefined || !/^[A-Za-z0-9+/]+={0,2}$/.test(sigB64)) {
+  if (resource === undefined || sigB64 === undefined || !BASE64.test(sigB64)) {
     throw unauthorized('The SharedAccessSignature is malformed.');
   }
   const keyName = fields.get('skn');
@@ -49,14 +50,6 @@ export function parseSas(header: string | null | undefined): SasToken {
     expiry: Number(se),
     ...(keyName !== undefined ? { keyName: safeDecode(keyName) ?? keyName } : {}),
   };
-}
-
-function safeDecode(value: string): string | undefined {
-  try {
-    return decodeURIComponent(value);
-  } catch {
-    return undefined;
-  }
 }
 
 /** base64(HMAC-SHA256(key, sr + "\n" + se)) — the string-to-sign every SDK uses. */
