@@ -2,6 +2,7 @@
 import { app } from '@azure/functions';
 import type { HttpHandler, HttpMethod, HttpResponseInit } from '@azure/functions';
 
+import { safeDecode } from '../encoding';
 import { DpsError, toHttpResponse } from '../errors';
 
 export interface HttpFunctionDefinition {
@@ -41,11 +42,23 @@ export interface CompiledRoute {
   catchAll: boolean;
 }
 
+/** Compiled once per template: the dev host and every unmatched request (`unmatchedRoute`) use the same table. */
+const compiledRoutes = new Map<string, CompiledRoute>();
+
 /**
  * A route template as the Functions host reads it: case-insensitive, tolerant of a trailing slash, `{name}` and
  * `{*rest}` (the rest of the path, slashes included). Constraints are refused rather than silently ignored.
  */
 export function compileRoute(route: string): CompiledRoute {
+  let compiled = compiledRoutes.get(route);
+  if (!compiled) {
+    compiled = compile(route);
+    compiledRoutes.set(route, compiled);
+  }
+  return compiled;
+}
+
+function compile(route: string): CompiledRoute {
   const names: string[] = [];
   let catchAll = false;
   const source = route
@@ -69,7 +82,12 @@ export function compileRoute(route: string): CompiledRoute {
     match(pathname) {
       const found = pattern.exec(pathname);
       if (!found) return undefined;
-      return Object.fromEntries(names.map((name, i) => [name, decodeSafe(found[i + 1] ?? '')]));
+      return Object.fromEntries(
+        names.map((name, i) => {
+          const raw = found[i + 1] ?? '';
+          return [name, safeDecode(raw) ?? raw];
+        }),
+      );
     },
   };
 }
@@ -79,14 +97,6 @@ export const byFunctionName = (a: HttpFunctionDefinition, b: HttpFunctionDefinit
   const [x, y] = [a.name.toUpperCase(), b.name.toUpperCase()];
   return x < y ? -1 : x > y ? 1 : 0;
 };
-
-function decodeSafe(value: string): string {
-  try {
-    return decodeURIComponent(value);
-  } catch {
-    return value;
-  }
-}
 
 /** The client's path goes into the message, so only this much of it: a URL can be kilobytes long. */
 const MAX_ECHOED_PATH = 200;
@@ -107,7 +117,7 @@ export function unmatchedRoute(
     const route = compileRoute(f.route);
     if (!route.catchAll && route.match(pathname)) f.methods.forEach((m) => allowed.add(m));
   }
-  let path = decodeSafe(pathname);
+  let path = safeDecode(pathname) ?? pathname;
   if (path.length > MAX_ECHOED_PATH) path = `${path.slice(0, MAX_ECHOED_PATH)}…`;
   const verb = method.slice(0, 16);
   if (allowed.size > 0) {
