@@ -75,7 +75,7 @@ export class RegistrationService {
 
   /** PUT {idScope}/registrations/{registrationId}/register */
   async register(request: DeviceRequest): Promise<JsonResult> {
-    const { match, enrollment, partition } = await this.attest(request);
+    const { match, enrollment, partition } = await this.attest(request, this.tokenOf(request));
     const previous = partition.registration;
     const operationId = newOperationId();
     const now = this.ports.clock();
@@ -126,11 +126,12 @@ export class RegistrationService {
 
   /** GET {idScope}/registrations/{registrationId}/operations/{operationId} */
   async operationStatus(request: DeviceRequest, operationId: string): Promise<JsonResult> {
-    const recent = await this.recentRegistration(request);
+    const token = this.tokenOf(request);
+    const recent = await this.recentRegistration(request, token);
     if (recent?.value.operation.operationId === operationId && !this.dueForTakeover(recent.value.operation)) {
       return this.pollAnswer(request, operationId, recent);
     }
-    const { match, enrollment, partition } = await this.attest(request);
+    const { match, enrollment, partition } = await this.attest(request, token);
     const current = partition.registration;
     if (!current || current.value.operation.operationId !== operationId) {
       throw notFound(`Operation ${operationId} was not found for registration ${request.registrationId}.`);
@@ -151,14 +152,15 @@ export class RegistrationService {
 
   /** POST {idScope}/registrations/{registrationId}: the device asks for its current registration state. */
   async statusLookup(request: DeviceRequest): Promise<JsonResult> {
-    const current = (await this.recentRegistration(request)) ?? (await this.attest(request)).partition.registration;
+    const token = this.tokenOf(request);
+    const current =
+      (await this.recentRegistration(request, token)) ?? (await this.attest(request, token)).partition.registration;
     if (!current) throw notFound(`Registration ${request.registrationId} was not found.`);
     return { status: 200, body: { ...current.value.state, etag: publicEtag(current.etag) } };
   }
 
   /** Is this request this device, and by which enrollment? Reads the device partition (one round trip). */
-  private async attest(request: DeviceRequest): Promise<Attested> {
-    const token = this.tokenOf(request);
+  private async attest(request: DeviceRequest, token: SasToken): Promise<Attested> {
     const [partition, groups] = await Promise.all([
       this.ports.devices.load(request.registrationId),
       this.ports.groups.list(),
@@ -189,10 +191,12 @@ export class RegistrationService {
    * keys it attested with, the registration row alone (one point read) answers. Undefined otherwise: the caller falls
    * back to `attest`, which reads the enrollment and gives the authoritative answer, errors included.
    */
-  private async recentRegistration(request: DeviceRequest): Promise<Versioned<StoredRegistration> | undefined> {
+  private async recentRegistration(
+    request: DeviceRequest,
+    token: SasToken,
+  ): Promise<Versioned<StoredRegistration> | undefined> {
     const recent = this.ports.recentAttestations.get(registrationKey(request.registrationId));
     if (!recent) return undefined;
-    const token = this.tokenOf(request);
     try {
       assertTokenFor(token, resourceOf(request), this.ports.clock());
     } catch {
@@ -202,6 +206,7 @@ export class RegistrationService {
     return this.ports.devices.getRegistration(request.registrationId);
   }
 
+  /** The request's SAS token, for this service's ID scope (401 otherwise); parsed once per request. */
   private tokenOf(request: DeviceRequest): SasToken {
     if (request.idScope.toLowerCase() !== this.ports.idScope.toLowerCase()) {
       throw unauthorized(`The ID scope ${request.idScope} is not served here.`);

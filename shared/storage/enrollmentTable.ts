@@ -19,18 +19,16 @@ export interface Versioned<T> {
   etag: string;
 }
 
-/** `doc` is the enrollment JSON, continued in `doc1`, `doc2`, … when long (columns.ts). */
+/** Column `doc` is the enrollment JSON, continued in `doc1`, `doc2`, … when long (columns.ts). */
 export interface EnrollmentEntity {
   partitionKey: string;
   rowKey: string;
-  doc: string;
   secrets?: string;
   provisioningStatus: string;
   attestationType: string;
   iotHubHostName: string;
   allocationPolicy: string;
   deviceId: string;
-  /** `doc1`, `doc2`, …: the rest of a long `doc`. */
   [column: string]: string | undefined;
 }
 
@@ -151,11 +149,9 @@ export class EnrollmentTable<T extends EnrollmentCommon> {
         `The enrollment is too large to store (${doc.length} characters of JSON; at most ${MAX_DOC_CHARS}).`,
       );
     }
-    const { doc: first, ...rest } = splitColumn('doc', doc);
     return {
       ...this.layout.keys(this.layout.idOf(enrollment)),
-      doc: first ?? '',
-      ...rest,
+      ...splitColumn('doc', doc),
       provisioningStatus: enrollment.provisioningStatus ?? 'enabled',
       attestationType: enrollment.attestation.type,
       iotHubHostName: enrollment.iotHubHostName ?? (hubs.length === 1 ? (hubs[0] ?? '') : ''),
