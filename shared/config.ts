@@ -11,6 +11,8 @@ export interface Config {
   masterKey: Buffer;
   /** How long a register PUT waits for the IoT hub before answering `assigning`. */
   registerBudgetMs: number;
+  /** Wall-clock deadline of a registration's hub step (and of each hub call); also when a poll takes it over. */
+  hubTimeoutMs: number;
   retryAfterSeconds: number;
   /** TTL of the per-instance caches of enrollment groups and linked hubs. */
   cacheTtlMs: number;
@@ -40,6 +42,7 @@ export function loadConfig(env: Env = process.env): Config {
     tablePrefix: matching(env, 'DPS_TABLE_PREFIX', 'dps', /^[A-Za-z][A-Za-z0-9]{0,40}$/),
     masterKey,
     registerBudgetMs: integer(env, 'DPS_REGISTER_BUDGET_MS', 5000),
+    hubTimeoutMs: integer(env, 'DPS_HUB_TIMEOUT_MS', 10_000),
     retryAfterSeconds: integer(env, 'DPS_RETRY_AFTER_SECONDS', 3),
     cacheTtlMs: integer(env, 'DPS_CACHE_TTL_MS', 5000),
     ...(hubCaFile ? { hubCaFile } : {}),

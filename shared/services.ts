@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { Agent } from 'node:https';
 import { createSecureContext, rootCertificates } from 'node:tls';
 
+import { SymmetricKeyAttestor } from './attestation/symmetricKey';
 import type { Config } from './config';
 import type { EnrollmentGroup, IndividualEnrollment } from './domain/enrollment';
 import { config } from './config';
@@ -57,10 +58,12 @@ export function createServices(cfg: Config): { ready: Promise<void>; services: S
     devices,
     groups: { list: () => groupCache.get() },
     configuration: configCache,
-    hubs: new HubClients(agent),
+    hubs: new HubClients(agent, cfg.hubTimeoutMs),
+    attestors: { symmetricKey: new SymmetricKeyAttestor() },
     recentAttestations,
     clock: () => new Date(),
     budgetMs: cfg.registerBudgetMs,
+    hubDeadlineMs: cfg.hubTimeoutMs,
     retryAfterSeconds: cfg.retryAfterSeconds,
     log: (message) => console.warn(`[registration] ${message}`),
   });

@@ -17,6 +17,19 @@ export interface DeviceRegistrationResult {
   etag?: string;
   payload?: unknown;
   symmetricKey?: { enrollmentGroupId?: string };
+  x509?: { enrollmentGroupId?: string; certificateInfo?: X509CertificateInfo };
+  tpm?: { authenticationKey: string };
+}
+
+export interface X509CertificateInfo {
+  subjectName: string;
+  sha1Thumbprint: string;
+  sha256Thumbprint: string;
+  issuerName: string;
+  notBeforeUtc: string;
+  notAfterUtc: string;
+  serialNumber: string;
+  version: number;
 }
 
 export interface RegistrationOperationStatus {

@@ -3,13 +3,15 @@
 import { request as httpsRequest } from 'node:https';
 import type { Agent } from 'node:https';
 
+import type { HubAuthentication } from '../attestation/attestation';
 import type { HubConnection, LinkedHub } from '../domain/linkedHub';
 import { parseHubConnectionString } from '../domain/linkedHub';
 import type { InitialTwin } from '../domain/enrollment';
 import { createSas } from '../http/sas';
 
 const API_VERSION = '2021-04-12';
-const TIMEOUT_MS = 10_000;
+/** Default wall-clock deadline of one hub call (request sent to response fully read), when the caller sets none. */
+export const HUB_CALL_DEADLINE_MS = 10_000;
 
 export class HubError extends Error {
   constructor(
@@ -24,9 +26,29 @@ export class HubError extends Error {
 
 export interface HubDeviceIdentity {
   deviceId: string;
-  primaryKey: string;
-  secondaryKey: string;
+  /** How the device authenticates to the hub: the attestation's symmetric keys, X.509 thumbprints, or its CA. */
+  authentication: HubAuthentication;
   iotEdge: boolean;
+}
+
+/** IoT Hub's device `authentication` object for each kind (REST Device.authentication, api-version 2021-04-12). */
+function hubAuthenticationBody(auth: HubAuthentication): Record<string, unknown> {
+  switch (auth.type) {
+    case 'sas':
+      return { type: 'sas', symmetricKey: { primaryKey: auth.primaryKey, secondaryKey: auth.secondaryKey } };
+    case 'selfSigned':
+      return {
+        type: 'selfSigned',
+        x509Thumbprint: { primaryThumbprint: auth.primaryThumbprint, secondaryThumbprint: auth.secondaryThumbprint },
+      };
+    case 'certificateAuthority':
+      return { type: 'certificateAuthority' };
+  }
+}
+
+/** Options of one hub call: `signal` aborts it (e.g. the registration's hub deadline ran out). */
+export interface HubCallOptions {
+  signal?: AbortSignal;
 }
 
 interface HubResponse {
@@ -40,6 +62,8 @@ export class HubRegistryClient {
   constructor(
     private readonly connection: HubConnection,
     private readonly agent: Agent,
+    /** Wall-clock deadline of each call: a hub that trickles bytes cannot hold a request past it. */
+    private readonly deadlineMs: number = HUB_CALL_DEADLINE_MS,
   ) {}
 
   get hostName(): string {
@@ -48,45 +72,44 @@ export class HubRegistryClient {
 
   /**
    * Creates the device, or replaces its identity if it exists (re-registration must not fail or duplicate). The
-   * device authenticates to the hub with the same symmetric keys it used with DPS. `likelyExists` (a re-registration
-   * on the same hub) tries the update first, so the common case costs one hub call instead of two.
+   * device authenticates to the hub as its attestation says (the same symmetric keys it used with DPS, or X.509).
+   * `likelyExists` (a re-registration on the same hub) tries the update first, so the common case costs one hub call
+   * instead of two.
    */
-  async upsertDevice(identity: HubDeviceIdentity, likelyExists = false): Promise<void> {
+  async upsertDevice(identity: HubDeviceIdentity, likelyExists = false, options: HubCallOptions = {}): Promise<void> {
     const path = `/devices/${encodeURIComponent(identity.deviceId)}`;
     const body = {
       deviceId: identity.deviceId,
       status: 'enabled',
-      authentication: {
-        type: 'sas',
-        symmetricKey: { primaryKey: identity.primaryKey, secondaryKey: identity.secondaryKey },
-      },
+      authentication: hubAuthenticationBody(identity.authentication),
       capabilities: { iotEdge: identity.iotEdge },
     };
     if (likelyExists) {
-      const updated = await this.send('PUT', path, body, { 'If-Match': '"*"' });
+      const updated = await this.send('PUT', path, body, { 'If-Match': '"*"' }, options.signal);
       if (updated.status !== 404) {
         this.expectOk(updated);
         return;
       }
     }
-    const created = await this.send('PUT', path, body);
+    const created = await this.send('PUT', path, body, {}, options.signal);
     if (created.status === 409) {
       // IoT Hub answers 409 DeviceAlreadyExists to a PUT without If-Match: update unconditionally instead.
-      this.expectOk(await this.send('PUT', path, body, { 'If-Match': '"*"' }));
+      this.expectOk(await this.send('PUT', path, body, { 'If-Match': '"*"' }, options.signal));
       return;
     }
     this.expectOk(created);
   }
 
   /** Applies an initial twin (tags and desired properties) to the device's twin. */
-  async applyTwin(deviceId: string, twin: InitialTwin): Promise<void> {
+  async applyTwin(deviceId: string, twin: InitialTwin, options: HubCallOptions = {}): Promise<void> {
     const patch: InitialTwin = {};
     if (twin.tags && Object.keys(twin.tags).length > 0) patch.tags = twin.tags;
     if (twin.properties?.desired && Object.keys(twin.properties.desired).length > 0) {
       patch.properties = { desired: twin.properties.desired };
     }
     if (!patch.tags && !patch.properties) return;
-    this.expectOk(await this.send('PATCH', `/twins/${encodeURIComponent(deviceId)}`, patch, { 'If-Match': '"*"' }));
+    const path = `/twins/${encodeURIComponent(deviceId)}`;
+    this.expectOk(await this.send('PATCH', path, patch, { 'If-Match': '"*"' }, options.signal));
   }
 
   async getDevice(deviceId: string): Promise<Record<string, unknown> | undefined> {
@@ -95,17 +118,16 @@ export class HubRegistryClient {
     return this.expectOk(response) as Record<string, unknown>;
   }
 
-  async getTwin(deviceId: string): Promise<InitialTwin | undefined> {
-    const response = await this.send('GET', `/twins/${encodeURIComponent(deviceId)}`);
+  async getTwin(deviceId: string, options: HubCallOptions = {}): Promise<InitialTwin | undefined> {
+    const response = await this.send('GET', `/twins/${encodeURIComponent(deviceId)}`, undefined, {}, options.signal);
     if (response.status === 404) return undefined;
     return this.expectOk(response) as InitialTwin;
   }
 
   /** Deletes the device; true if it existed. */
-  async deleteDevice(deviceId: string): Promise<boolean> {
-    const response = await this.send('DELETE', `/devices/${encodeURIComponent(deviceId)}`, undefined, {
-      'If-Match': '"*"',
-    });
+  async deleteDevice(deviceId: string, options: HubCallOptions = {}): Promise<boolean> {
+    const path = `/devices/${encodeURIComponent(deviceId)}`;
+    const response = await this.send('DELETE', path, undefined, { 'If-Match': '"*"' }, options.signal);
     if (response.status === 404) return false;
     this.expectOk(response);
     return true;
@@ -132,15 +154,37 @@ export class HubRegistryClient {
     return this.token.value;
   }
 
+  /**
+   * One HTTPS call with a wall-clock deadline on the whole exchange (connect, request, response fully read): an idle
+   * timeout alone lets a hub that trickles a byte a second hold the call for ever. `signal` aborts it earlier.
+   */
   private send(
     method: string,
     path: string,
     body?: unknown,
     headers: Record<string, string> = {},
+    signal?: AbortSignal,
   ): Promise<HubResponse> {
     const [host, port] = splitHostPort(this.connection.hostName);
     const payload = body === undefined ? undefined : JSON.stringify(body);
     return new Promise((resolve, reject) => {
+      let settled = false;
+      const finish = (err: Error | undefined, response?: HubResponse) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+        if (err) {
+          req.destroy(err);
+          reject(err);
+        } else if (response) resolve(response);
+      };
+      const timer = setTimeout(
+        () => finish(new Error(`IoT hub ${this.hostName} did not answer within ${this.deadlineMs} ms`)),
+        this.deadlineMs,
+      );
+      const onAbort = () =>
+        finish(new Error(`The call to IoT hub ${this.hostName} was abandoned: its deadline passed`));
       const req = httpsRequest(
         {
           host,
@@ -148,7 +192,6 @@ export class HubRegistryClient {
           method,
           path: `${path}?api-version=${API_VERSION}`,
           agent: this.agent,
-          timeout: TIMEOUT_MS,
           headers: {
             Authorization: this.authorization(),
             Accept: 'application/json',
@@ -169,15 +212,14 @@ export class HubRegistryClient {
             } catch {
               // keep the raw text for the error message
             }
-            resolve({ status: res.statusCode ?? 0, body: parsed });
+            finish(undefined, { status: res.statusCode ?? 0, body: parsed });
           });
-          res.on('error', reject);
+          res.on('error', (err) => finish(err));
         },
       );
-      req.on('timeout', () =>
-        req.destroy(new Error(`IoT hub ${this.hostName} did not answer within ${TIMEOUT_MS} ms`)),
-      );
-      req.on('error', reject);
+      req.on('error', (err) => finish(err));
+      if (signal?.aborted) onAbort();
+      else signal?.addEventListener('abort', onAbort, { once: true });
       req.end(payload);
     });
   }
@@ -192,14 +234,17 @@ function splitHostPort(hostName: string): [string, number] {
 export class HubClients {
   private readonly clients = new Map<string, HubRegistryClient>();
 
-  constructor(private readonly agent: Agent) {}
+  constructor(
+    private readonly agent: Agent,
+    private readonly deadlineMs: number = HUB_CALL_DEADLINE_MS,
+  ) {}
 
   for(hub: LinkedHub): HubRegistryClient {
     let client = this.clients.get(hub.connectionString);
     if (!client) {
       const connection = parseHubConnectionString(hub.connectionString);
       if (!connection) throw new Error(`The connection string of linked hub ${hub.hostName} is malformed.`);
-      client = new HubRegistryClient(connection, this.agent);
+      client = new HubRegistryClient(connection, this.agent, this.deadlineMs);
       this.clients.set(hub.connectionString, client);
     }
     return client;

@@ -1,5 +1,7 @@
 // The hub step of a registration: make the device's identity (and twin) on its assigned hub match the plan.
-// Every call is idempotent, so a resumed or repeated operation converges on the same result.
+// Every call is idempotent, so a resumed or repeated operation converges on the same result. The device is created
+// as the attestation's `hubAuthentication` says (symmetric keys, X.509 thumbprints, or its CA): no mechanism branch.
+import type { HubAuthentication } from '../attestation/attestation';
 import type { InitialTwin } from '../domain/enrollment';
 import type { LinkedHub } from '../domain/linkedHub';
 import type { HubRegistryClient } from '../hubs/registryClient';
@@ -10,7 +12,7 @@ export interface HubClientPool {
 }
 
 export interface DeviceIdentity {
-  keys: string[];
+  authentication: HubAuthentication;
   iotEdge: boolean;
   initialTwin?: InitialTwin;
 }
@@ -20,7 +22,10 @@ export async function applyPlan(
   identity: DeviceIdentity,
   linkedHubs: readonly LinkedHub[],
   pool: HubClientPool,
+  /** Aborts the remaining hub calls when the hub step's deadline passes. */
+  signal?: AbortSignal,
 ): Promise<void> {
+  const options = signal ? { signal } : {};
   const target = findHub(linkedHubs, plan.assignedHub);
   const client = pool.for(target);
   const previous = plan.previousHub ? linkedHubs.find((h) => sameHost(h.hostName, plan.previousHub)) : undefined;
@@ -28,7 +33,7 @@ export async function applyPlan(
 
   let twin = plan.applyInitialTwin ? identity.initialTwin : undefined;
   if (previous && plan.substatus === 'deviceDataMigrated') {
-    const old = await pool.for(previous).getTwin(previousId);
+    const old = await pool.for(previous).getTwin(previousId, options);
     if (old)
       twin = {
         ...(old.tags ? { tags: old.tags } : {}),
@@ -37,16 +42,16 @@ export async function applyPlan(
   }
 
   // A reset in place starts from a fresh identity, so nothing of the old twin survives.
-  if (plan.substatus === 'deviceDataReset' && !plan.previousHub) await client.deleteDevice(plan.deviceId);
-  const [primaryKey = '', secondaryKey = primaryKey] = identity.keys;
+  if (plan.substatus === 'deviceDataReset' && !plan.previousHub) await client.deleteDevice(plan.deviceId, options);
   // Staying on the same hub under the same ID: the identity is normally there already.
   const likelyExists = plan.substatus === 'reprovisionedToInitialAssignment';
   await client.upsertDevice(
-    { deviceId: plan.deviceId, primaryKey, secondaryKey, iotEdge: identity.iotEdge },
+    { deviceId: plan.deviceId, authentication: identity.authentication, iotEdge: identity.iotEdge },
     likelyExists,
+    options,
   );
-  if (twin) await client.applyTwin(plan.deviceId, twin);
-  if (previous) await pool.for(previous).deleteDevice(previousId);
+  if (twin) await client.applyTwin(plan.deviceId, twin, options);
+  if (previous) await pool.for(previous).deleteDevice(previousId, options);
 }
 
 export function findHub(linkedHubs: readonly LinkedHub[], hostName: string): LinkedHub {

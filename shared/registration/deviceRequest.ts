@@ -4,12 +4,24 @@ import type { HttpRequest } from '@azure/functions';
 import { assertRegistrationId } from '../domain/registrationId';
 import { badRequest } from '../errors';
 import { clientCertificate, isPlainObject, readJson } from '../http/request';
+import type { SasToken } from '../http/sas';
+import { parseSas } from '../http/sas';
+
+/** The TPM fields of a `DeviceRegistration` body (reference/dps-protocol.md §2.4), base64 TPM2B_PUBLIC each. */
+export interface TpmBody {
+  endorsementKey: string;
+  storageRootKey?: string;
+}
 
 export interface DeviceRequest {
   idScope: string;
   registrationId: string;
-  authorization: string | null;
+  /** The `Authorization` SAS token (symmetric key, or TPM after its challenge), parsed once; null when absent. */
+  sasToken: SasToken | null;
+  /** The device's TLS client certificate as the front end forwards it (base64 DER leaf), if any. */
   clientCertificate?: string;
+  /** TPM endorsement and storage root keys, sent by TPM devices in the register body. */
+  tpm?: TpmBody;
   /** The device's custom data (`DeviceRegistration.payload`), any JSON. */
   payload?: unknown;
   /** Sent by some SDKs on request; undocumented semantics, accepted and ignored. */
@@ -26,12 +38,25 @@ export async function deviceRequest(request: HttpRequest): Promise<DeviceRequest
     throw badRequest('The registrationId in the body does not match the registrationId in the path.', 3);
   }
   const cert = clientCertificate(request);
+  const authorization = request.headers.get('authorization');
+  const tpm = tpmBody(body?.tpm);
   return {
     idScope: request.params.idScope ?? '',
     registrationId,
-    authorization: request.headers.get('authorization'),
+    sasToken: authorization === null ? null : parseSas(authorization),
     ...(cert !== undefined ? { clientCertificate: cert } : {}),
+    ...(tpm ? { tpm } : {}),
     ...(body?.payload !== undefined ? { payload: body.payload } : {}),
     forceRegistration: request.query.get('forceRegistration')?.toLowerCase() === 'true',
   };
+}
+
+function tpmBody(value: unknown): TpmBody | undefined {
+  if (value === undefined || value === null) return undefined;
+  const ek = isPlainObject(value) ? value.endorsementKey : undefined;
+  const srk = isPlainObject(value) ? value.storageRootKey : undefined;
+  if (typeof ek !== 'string' || ek === '' || (srk !== undefined && typeof srk !== 'string')) {
+    throw badRequest('tpm must be an object with a base64 endorsementKey (and optional storageRootKey).', 1);
+  }
+  return { endorsementKey: ek, ...(typeof srk === 'string' ? { storageRootKey: srk } : {}) };
 }

@@ -17,7 +17,8 @@ export interface PlanInput {
   defaultAllocationPolicy?: AllocationPolicy;
   /** The last committed state, if the device was assigned before. */
   previous?: DeviceRegistrationResult;
-  payload?: unknown;
+  /** The device's payload: kept in the plan for the custom-allocation webhook, not echoed to the device. */
+  devicePayload?: unknown;
 }
 
 /** Candidate hubs: the enrollment's `iotHubs` (or legacy `iotHubHostName`), else every hub that takes allocation. */
@@ -46,7 +47,7 @@ export function planAssignment(input: PlanInput): PlanOutcome {
   const base = {
     deviceId: input.deviceId,
     ...(input.enrollmentGroupId !== undefined ? { enrollmentGroupId: input.enrollmentGroupId } : {}),
-    ...(input.payload !== undefined ? { payload: input.payload } : {}),
+    ...(input.devicePayload !== undefined ? { devicePayload: input.devicePayload } : {}),
   };
   const previous = input.previous?.status === 'assigned' ? input.previous : undefined;
   if (!previous?.assignedHub) {

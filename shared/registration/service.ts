@@ -1,32 +1,36 @@
 // The registration state machine: attest → allocate → hub → commit, idempotent and resumable.
 //
-// One registration costs one partition read (enrollment + registration state) and one write (state + operation in a
-// single row). A poll costs one read: a point read of the registration row when this instance attested the device a
-// moment ago, else the partition read. The PUT runs the hub step within a time budget; if the hub is slow it records the operation as
-// `assigning` and answers at once; the device's next poll (or re-register) finishes it. A crash at any step leaves
-// either nothing or an `assigning` operation, and every step is idempotent, so retrying converges without duplicates.
+// Table round trips: a registration reads the device partition once (enrollment + registration state) and writes its
+// row once, except when its hub step could create an identity the committed state does not name yet (a first
+// registration, a move to another hub or device ID): then the row is first claimed with a conditional write of the
+// `assigning` operation and its plan, so that of racing registrations (case variants of one ID, two instances) only
+// the winner touches a hub — 3 round trips. A poll costs one read: a point read of the registration row when this
+// instance attested the device a moment ago, else the partition read. The PUT runs the hub step within a time budget;
+// if the hub is slow it answers `assigning` and finishes in the background; a poll takes over an operation whose hub
+// deadline has passed (its owner is gone), and only the poll that wins a conditional claim of the row does. Every
+// hub call and every hub step has a wall-clock deadline. The attestation seam (attestation/attestation.ts) keeps
+// this file free of mechanism-specific branches.
 import { randomBytes, randomUUID } from 'node:crypto';
 
-import type { SymmetricKeyMatch } from '../attestation/symmetricKey';
-import { assertTokenFor, attestSymmetricKey, signedByOneOf } from '../attestation/symmetricKey';
-import type { EnrollmentCommon, EnrollmentGroup } from '../domain/enrollment';
+import type { Attestation, Attestors, RecentCheck } from '../attestation/attestation';
+import { chooseAttestor, noCredential, presentedMechanism } from '../attestation/attestation';
 import { isEnabled } from '../domain/enrollment';
+import type { EnrollmentGroup } from '../domain/enrollment';
 import type { LinkedHub } from '../domain/linkedHub';
-import type { ServiceConfiguration } from '../domain/serviceConfig';
+import { registrationKey } from '../domain/registrationId';
 import type {
   DeviceRegistrationResult,
   RegistrationOperationStatus,
   RegistrationStatus,
 } from '../domain/registrationState';
+import type { ServiceConfiguration } from '../domain/serviceConfig';
 import { DpsError, notFound, unauthorized } from '../errors';
 import type { JsonResult } from '../http/response';
-import type { SasToken } from '../http/sas';
-import { parseSas } from '../http/sas';
-import { registrationKey } from '../domain/registrationId';
 import type { RecentMap } from '../storage/cache';
 import type {
-  DeviceRepository,
+  AssignmentPlan,
   DevicePartition,
+  DeviceRepository,
   OperationRecord,
   StoredRegistration,
   Versioned,
@@ -44,27 +48,30 @@ export interface RegistrationPorts {
   /** The (cached) service configuration: linked hubs and the default allocation policy. */
   configuration: { get(): Promise<Pick<ServiceConfiguration, 'linkedHubs' | 'settings'>> };
   hubs: HubClientPool;
+  /** One attestor per mechanism this service accepts (attestation/*). */
+  attestors: Attestors;
   /**
-   * The keys that attested each device recently, by registration key (short TTL, per instance): a poll verifies the
-   * device with them instead of reading its enrollment. Keys only (not enrollments), so 10,000 entries stay small.
+   * What each device's recent attestation lets a poll check instead of re-attesting, by registration key (short TTL,
+   * per instance). Closures over the device's keys only (not enrollments), so 10,000 entries stay small.
    */
   recentAttestations: RecentMap<string, RecentAttestation>;
   clock: () => Date;
-  /** How long a PUT waits for the hub before answering `assigning`. */
+  /** How long a PUT (or a poll taking an operation over) waits for the hub before answering `assigning`. */
   budgetMs: number;
+  /**
+   * Wall-clock deadline of a registration's whole hub step; an `assigning` operation whose claim is older than this
+   * has lost its owner, and a poll takes it over.
+   */
+  hubDeadlineMs: number;
   /** Seconds a device should wait before polling an `assigning` operation. */
   retryAfterSeconds: number;
   log: (message: string) => void;
 }
 
-/** The device's own keys (derived for group devices, for the registration ID exactly as it was attested). */
-export interface RecentAttestation {
-  deviceKeys: string[];
-}
+export type RecentAttestation = RecentCheck;
 
 interface Attested {
-  match: SymmetricKeyMatch;
-  enrollment: EnrollmentCommon;
+  attestation: Attestation;
   partition: DevicePartition;
 }
 
@@ -75,13 +82,14 @@ export class RegistrationService {
 
   /** PUT {idScope}/registrations/{registrationId}/register */
   async register(request: DeviceRequest): Promise<JsonResult> {
-    const { match, enrollment, partition } = await this.attest(request, this.tokenOf(request));
+    this.checkRequest(request);
+    const { attestation, partition } = await this.attest(request);
     const previous = partition.registration;
     const operationId = newOperationId();
     const now = this.ports.clock();
 
-    if (!isEnabled(enrollment)) {
-      const state = this.stateOf(request, previous, now, { status: 'disabled' });
+    if (!isEnabled(attestation.enrollment)) {
+      const state = this.stateOf(request, previous, now, attestation, { status: 'disabled' });
       const etag = await this.save(
         request,
         { state, operation: this.operation(operationId, 'disabled', now) },
@@ -94,57 +102,88 @@ export class RegistrationService {
     const planned = planAssignment({
       defaultAllocationPolicy: settings.defaultAllocationPolicy,
       registrationId: request.registrationId,
-      deviceId: deviceIdFor(match, request.registrationId, previous?.value.state),
-      enrollment,
-      ...(match.kind === 'group' ? { enrollmentGroupId: match.group.enrollmentGroupId } : {}),
+      deviceId: deviceIdFor(attestation, request.registrationId, previous?.value),
+      enrollment: attestation.enrollment,
+      ...(attestation.enrollmentGroupId !== undefined ? { enrollmentGroupId: attestation.enrollmentGroupId } : {}),
       linkedHubs,
       ...(previous ? { previous: previous.value.state } : {}),
-      ...(request.payload !== undefined ? { payload: request.payload } : {}),
+      ...(request.payload !== undefined ? { devicePayload: request.payload } : {}),
     });
     if (!planned.ok) {
-      const state = this.stateOf(request, previous, now, { status: 'failed', ...planned });
+      const state = this.stateOf(request, previous, now, attestation, { status: 'failed', ...planned });
       const etag = await this.save(request, { state, operation: this.operation(operationId, 'failed', now) }, previous);
       return this.operationResult(operationId, { ...state, etag: publicEtag(etag) });
     }
 
-    const operation = { ...this.operation(operationId, 'assigning', now), plan: planned.plan };
-    const hubWork = this.runHubStep(operation.plan, match, enrollment, linkedHubs);
-    const outcome = await withinBudget(hubWork, this.ports.budgetMs);
-    if (outcome) return this.commit(request, previous, operation, outcome);
-
-    // The hub is slow: record the operation so a poll can finish it, and let this instance finish it if it can.
+    const operation: OperationRecord = {
+      ...this.operation(operationId, 'assigning', now),
+      claimedAtUtc: now.toISOString(),
+      plan: planned.plan,
+    };
     const pending: StoredRegistration = {
-      state: previous?.value.state ?? { registrationId: request.registrationId, status: 'assigning' },
+      state: previous?.value.state ?? {
+        registrationId: request.registrationId,
+        createdDateTimeUtc: now.toISOString(),
+        status: 'assigning',
+      },
       operation,
     };
-    const etag = await this.save(request, pending, previous);
-    hubWork
-      .then((late) => this.commit(request, { value: pending, etag }, operation, late))
-      .catch((err: unknown) => this.ports.log(`background commit of ${operationId} skipped: ${String(err)}`));
+    // Claim first unless the hub step only touches the identity the committed state already names: a losing racer
+    // (409203) then never creates a hub identity, whatever letter case or instance it came from.
+    let claim: Versioned<StoredRegistration> | undefined;
+    if (!touchesOnlyCommittedIdentity(planned.plan, previous?.value.state)) {
+      claim = { value: pending, etag: await this.save(request, pending, previous) };
+    }
+
+    const hubWork = this.runHubStep(planned.plan, attestation, linkedHubs);
+    const outcome = await withinBudget(hubWork, this.ports.budgetMs);
+    if (outcome) return this.commit(request, claim ?? previous, operation, outcome, attestation);
+
+    // The hub is slow: make sure the row records the operation so a poll can finish it; finish it here if we can.
+    claim ??= { value: pending, etag: await this.save(request, pending, previous) };
+    this.commitLater(request, claim, operation, hubWork, attestation);
     return this.assigning(request, operationId);
   }
 
   /** GET {idScope}/registrations/{registrationId}/operations/{operationId} */
   async operationStatus(request: DeviceRequest, operationId: string): Promise<JsonResult> {
-    const token = this.tokenOf(request);
-    const recent = await this.recentRegistration(request, token);
-    if (recent?.value.operation.operationId === operationId && !this.dueForTakeover(recent.value.operation)) {
+    this.checkRequest(request);
+    const recent = await this.recentRegistration(request);
+    if (recent?.value.operation.operationId === operationId && !this.overdue(recent.value.operation)) {
       return this.pollAnswer(request, operationId, recent);
     }
-    const { match, enrollment, partition } = await this.attest(request, token);
+    const { attestation, partition } = await this.attest(request);
     const current = partition.registration;
     if (!current || current.value.operation.operationId !== operationId) {
       throw notFound(`Operation ${operationId} was not found for registration ${request.registrationId}.`);
     }
     const { operation } = current.value;
-    if (!this.dueForTakeover(operation) || !operation.plan) return this.pollAnswer(request, operationId, current);
-    // The instance that started it is gone or stuck: finish the operation here (the hub step is idempotent).
-    const { linkedHubs } = await this.ports.configuration.get();
-    const outcome = await this.runHubStep(operation.plan, match, enrollment, linkedHubs);
+    if (!this.overdue(operation) || !operation.plan) return this.pollAnswer(request, operationId, current);
+
+    // The instance that started it is gone or stuck. Of the polls that see this, one takes the operation over: the
+    // one whose conditional claim of the row (a new claim time, under the ETag it read) lands; the others wait.
+    const taken: StoredRegistration = {
+      state: current.value.state,
+      operation: { ...operation, claimedAtUtc: this.ports.clock().toISOString() },
+    };
+    let owned: Versioned<StoredRegistration>;
     try {
-      return { ...(await this.commit(request, current, operation, outcome)), status: 200 };
+      owned = { value: taken, etag: await this.save(request, taken, current) };
     } catch (err) {
-      // Another instance committed first: its result is what the next poll returns.
+      if (err instanceof DpsError && err.status === 409) return this.assigning(request, operationId);
+      throw err;
+    }
+    const { linkedHubs } = await this.ports.configuration.get();
+    const hubWork = this.runHubStep(operation.plan, attestation, linkedHubs);
+    const outcome = await withinBudget(hubWork, this.ports.budgetMs);
+    if (!outcome) {
+      this.commitLater(request, owned, taken.operation, hubWork, attestation);
+      return this.assigning(request, operationId);
+    }
+    try {
+      return { ...(await this.commit(request, owned, taken.operation, outcome, attestation)), status: 200 };
+    } catch (err) {
+      // Another registration replaced the row meanwhile: its result is what the next poll returns.
       if (err instanceof DpsError && err.status === 409) return this.assigning(request, operationId);
       throw err;
     }
@@ -152,28 +191,26 @@ export class RegistrationService {
 
   /** POST {idScope}/registrations/{registrationId}: the device asks for its current registration state. */
   async statusLookup(request: DeviceRequest): Promise<JsonResult> {
-    const token = this.tokenOf(request);
-    const current =
-      (await this.recentRegistration(request, token)) ?? (await this.attest(request, token)).partition.registration;
+    this.checkRequest(request);
+    const current = (await this.recentRegistration(request)) ?? (await this.attest(request)).partition.registration;
     if (!current) throw notFound(`Registration ${request.registrationId} was not found.`);
     return { status: 200, body: { ...current.value.state, etag: publicEtag(current.etag) } };
   }
 
   /** Is this request this device, and by which enrollment? Reads the device partition (one round trip). */
-  private async attest(request: DeviceRequest, token: SasToken): Promise<Attested> {
+  private async attest(request: DeviceRequest): Promise<Attested> {
     const [partition, groups] = await Promise.all([
       this.ports.devices.load(request.registrationId),
       this.ports.groups.list(),
     ]);
     const key = registrationKey(request.registrationId);
-    let match: SymmetricKeyMatch;
+    const individual = partition.enrollment?.value;
+    let attestation: Attestation;
     try {
-      match = attestSymmetricKey(
-        token,
-        resourceOf(request),
-        request.registrationId,
-        partition.enrollment?.value,
-        groups.filter((g) => g.attestation.type === 'symmetricKey'),
+      const attestor = chooseAttestor(this.ports.attestors, request, individual);
+      attestation = await attestor.attest(
+        request,
+        { ...(individual ? { individual } : {}), groups },
         this.ports.clock(),
       );
     } catch (err) {
@@ -181,46 +218,35 @@ export class RegistrationService {
       this.ports.recentAttestations.delete(key);
       throw err;
     }
-    this.ports.recentAttestations.set(key, { deviceKeys: match.deviceKeys });
-    const enrollment = match.kind === 'individual' ? match.enrollment : match.group;
-    return { match, enrollment, partition };
+    if (attestation.recent) this.ports.recentAttestations.set(key, attestation.recent);
+    else this.ports.recentAttestations.delete(key);
+    return { attestation, partition };
   }
 
   /**
-   * The fast path of a poll: if this instance attested the device a moment ago and the token is signed by one of the
-   * keys it attested with, the registration row alone (one point read) answers. Undefined otherwise: the caller falls
-   * back to `attest`, which reads the enrollment and gives the authoritative answer, errors included.
+   * The fast path of a poll: if this instance attested the device a moment ago and the request passes that
+   * attestation's cheap check, the registration row alone (one point read) answers. Undefined otherwise: the caller
+   * falls back to `attest`, which reads the enrollment and gives the authoritative answer, errors included.
    */
-  private async recentRegistration(
-    request: DeviceRequest,
-    token: SasToken,
-  ): Promise<Versioned<StoredRegistration> | undefined> {
-    const recent = this.ports.recentAttestations.get(registrationKey(request.registrationId));
-    if (!recent) return undefined;
-    try {
-      assertTokenFor(token, resourceOf(request), this.ports.clock());
-    } catch {
-      return undefined;
-    }
-    if (!signedByOneOf(token, recent.deviceKeys)) return undefined;
+  private async recentRegistration(request: DeviceRequest): Promise<Versioned<StoredRegistration> | undefined> {
+    const check = this.ports.recentAttestations.get(registrationKey(request.registrationId));
+    if (!check?.(request, this.ports.clock())) return undefined;
     return this.ports.devices.getRegistration(request.registrationId);
   }
 
-  /** The request's SAS token, for this service's ID scope (401 otherwise); parsed once per request. */
-  private tokenOf(request: DeviceRequest): SasToken {
+  /** The request is for this service's ID scope and presents some credential (401 otherwise, before any read). */
+  private checkRequest(request: DeviceRequest): void {
     if (request.idScope.toLowerCase() !== this.ports.idScope.toLowerCase()) {
       throw unauthorized(`The ID scope ${request.idScope} is not served here.`);
     }
-    if (request.authorization === null) {
-      throw unauthorized('The Authorization header is missing: only symmetric-key attestation is supported yet.');
-    }
-    return parseSas(request.authorization);
+    if (presentedMechanism(request) === undefined) throw noCredential();
   }
 
-  /** An `assigning` operation whose instance should have finished it by now: a poll takes it over. */
-  private dueForTakeover(operation: OperationRecord): boolean {
+  /** An `assigning` operation whose owner should have finished it by now (its hub deadline passed): take it over. */
+  private overdue(operation: OperationRecord): boolean {
     if (operation.status !== 'assigning' || !operation.plan) return false;
-    return this.ports.clock().getTime() - Date.parse(operation.startedAtUtc) >= this.ports.budgetMs * 2;
+    const claimedAt = Date.parse(operation.claimedAtUtc ?? operation.startedAtUtc);
+    return this.ports.clock().getTime() - claimedAt >= this.ports.hubDeadlineMs;
   }
 
   private pollAnswer(request: DeviceRequest, operationId: string, current: Versioned<StoredRegistration>): JsonResult {
@@ -232,55 +258,72 @@ export class RegistrationService {
     };
   }
 
+  /** The hub step, bounded by the hub deadline: when it passes, the remaining hub calls are abandoned. */
   private async runHubStep(
-    plan: NonNullable<StoredRegistration['operation']['plan']>,
-    match: SymmetricKeyMatch,
-    enrollment: EnrollmentCommon,
+    plan: AssignmentPlan,
+    attestation: Attestation,
     linkedHubs: readonly LinkedHub[],
   ): Promise<HubOutcome> {
+    const deadline = new AbortController();
+    const ms = this.ports.hubDeadlineMs;
+    const timer = setTimeout(() => deadline.abort(), ms);
+    const expired = new Promise<never>((_, reject) => {
+      deadline.signal.addEventListener('abort', () => reject(new Error(`the hub step did not finish within ${ms} ms`)));
+    });
     try {
-      await applyPlan(
-        plan,
-        {
-          keys: match.deviceKeys,
-          iotEdge: enrollment.capabilities?.iotEdge ?? false,
-          ...(enrollment.initialTwin ? { initialTwin: enrollment.initialTwin } : {}),
-        },
-        linkedHubs,
-        this.ports.hubs,
-      );
+      const enrollment = attestation.enrollment;
+      const identity = {
+        authentication: attestation.hubAuthentication,
+        iotEdge: enrollment.capabilities?.iotEdge ?? false,
+        ...(enrollment.initialTwin ? { initialTwin: enrollment.initialTwin } : {}),
+      };
+      await Promise.race([applyPlan(plan, identity, linkedHubs, this.ports.hubs, deadline.signal), expired]);
       return { ok: true };
     } catch (err) {
       this.ports.log(`hub step for ${plan.deviceId} on ${plan.assignedHub} failed: ${String(err)}`);
       return { ok: false, errorCode: 500001, errorMessage: `The IoT hub ${plan.assignedHub} could not be updated.` };
+    } finally {
+      clearTimeout(timer);
     }
+  }
+
+  /** Commits a hub step that outlasted the budget when it ends; a lost race (the row moved on) is only logged. */
+  private commitLater(
+    request: DeviceRequest,
+    current: Versioned<StoredRegistration>,
+    operation: OperationRecord,
+    hubWork: Promise<HubOutcome>,
+    attestation: Attestation,
+  ): void {
+    hubWork
+      .then((late) => this.commit(request, current, operation, late, attestation))
+      .catch((err: unknown) => this.ports.log(`background commit of ${operation.operationId} skipped: ${String(err)}`));
   }
 
   private async commit(
     request: DeviceRequest,
     previous: Versioned<StoredRegistration> | undefined,
-    operation: StoredRegistration['operation'],
+    operation: OperationRecord,
     outcome: HubOutcome,
+    attestation: Attestation,
   ): Promise<JsonResult> {
     const now = this.ports.clock();
     const plan = operation.plan;
     const state: DeviceRegistrationResult =
       outcome.ok && plan
         ? {
-            ...this.stateOf(request, previous, now, { status: 'assigned' }),
+            ...this.stateOf(request, previous, now, attestation, { status: 'assigned' }),
             assignedHub: plan.assignedHub,
             deviceId: plan.deviceId,
             substatus: plan.substatus,
-            ...(plan.payload !== undefined ? { payload: plan.payload } : {}),
-            ...(plan.enrollmentGroupId !== undefined
-              ? { symmetricKey: { enrollmentGroupId: plan.enrollmentGroupId } }
-              : {}),
+            // DPS returns a payload only when a custom-allocation webhook supplied one, never the device's own.
+            ...(plan.webhookPayload !== undefined ? { payload: plan.webhookPayload } : {}),
           }
-        : this.stateOf(request, previous, now, {
+        : this.stateOf(request, previous, now, attestation, {
             status: 'failed',
             ...(outcome.ok ? { errorCode: 500001, errorMessage: 'The operation has no plan.' } : outcome),
           });
-    // A finished operation needs no plan any more; dropping it keeps one copy of the device's payload in the row.
+    // A finished operation needs no plan any more; dropping it keeps the row small.
     const finished = { operationId: operation.operationId, status: state.status, startedAtUtc: operation.startedAtUtc };
     const etag = await this.save(request, { state, operation: finished }, previous);
     return this.operationResult(operation.operationId, { ...state, etag: publicEtag(etag) });
@@ -290,6 +333,7 @@ export class RegistrationService {
     request: DeviceRequest,
     previous: Versioned<StoredRegistration> | undefined,
     now: Date,
+    attestation: Attestation,
     fields: { status: RegistrationStatus; errorCode?: number; errorMessage?: string },
   ): DeviceRegistrationResult {
     const before = previous?.value.state;
@@ -306,11 +350,12 @@ export class RegistrationService {
       ...keep,
       status: fields.status,
       ...(fields.errorCode !== undefined ? { errorCode: fields.errorCode, errorMessage: fields.errorMessage } : {}),
+      ...attestation.registrationFields,
       lastUpdatedDateTimeUtc: now.toISOString(),
     };
   }
 
-  private operation(operationId: string, status: RegistrationStatus, now: Date): StoredRegistration['operation'] {
+  private operation(operationId: string, status: RegistrationStatus, now: Date): OperationRecord {
     return { operationId, status, startedAtUtc: now.toISOString() };
   }
 
@@ -347,18 +392,30 @@ function toOperationStatus(
   return { operationId, status, registrationState };
 }
 
-/** The `sr` a device's token must name. */
-const resourceOf = (request: DeviceRequest): string => `${request.idScope}/registrations/${request.registrationId}`;
+/**
+ * The hub device ID. An individual enrollment's `deviceId`, else its registration ID as the enrollment spells it;
+ * a group device's registration ID as the request spells it. Registration IDs are case-insensitive but IoT Hub device
+ * IDs are not, so a device that registers again with other letter case keeps the device ID it was given (or is being
+ * given, by an operation in flight) instead of becoming a second device.
+ */
+function deviceIdFor(attestation: Attestation, registrationId: string, previous?: StoredRegistration): string {
+  if (attestation.kind === 'individual' && attestation.enrollment.deviceId) return attestation.enrollment.deviceId;
+  const canonical = attestation.kind === 'individual' ? attestation.enrollment.registrationId : registrationId;
+  const known = previous?.state.deviceId ?? previous?.operation.plan?.deviceId;
+  return known !== undefined && known.toLowerCase() === canonical.toLowerCase() ? known : canonical;
+}
 
 /**
- * The hub device ID: the individual enrollment's `deviceId`, else the registration ID. Registration IDs are
- * case-insensitive but IoT Hub device IDs are not, so a device that registers again with other letter case keeps the
- * device ID it was given first instead of becoming a second device.
+ * Whether the plan's hub step can only touch the identity the committed state already names (same hub, same device
+ * ID, nothing to move): then racing registrations cannot leave a second identity, and the row need not be claimed.
  */
-function deviceIdFor(match: SymmetricKeyMatch, registrationId: string, previous?: DeviceRegistrationResult): string {
-  if (match.kind === 'individual' && match.enrollment.deviceId) return match.enrollment.deviceId;
-  const before = previous?.deviceId;
-  return before !== undefined && before.toLowerCase() === registrationId.toLowerCase() ? before : registrationId;
+function touchesOnlyCommittedIdentity(plan: AssignmentPlan, committed: DeviceRegistrationResult | undefined): boolean {
+  return (
+    committed?.status === 'assigned' &&
+    committed.deviceId === plan.deviceId &&
+    committed.assignedHub?.toLowerCase() === plan.assignedHub.toLowerCase() &&
+    plan.previousHub === undefined
+  );
 }
 
 /** Opaque and URL-safe, shaped like DPS's (`5.<hex>.<guid>`). */

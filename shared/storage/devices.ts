@@ -27,13 +27,21 @@ export interface AssignmentPlan {
   /** Set when the device moves: where it was, so its data can be migrated and the old identity removed. */
   previousHub?: string;
   previousDeviceId?: string;
-  payload?: unknown;
+  /** The device's own `payload`, kept for the custom-allocation webhook (part of its request); never echoed. */
+  devicePayload?: unknown;
+  /** The payload a custom-allocation webhook returned: the only `payload` the device is given back (as DPS). */
+  webhookPayload?: unknown;
 }
 
 export interface OperationRecord {
   operationId: string;
   status: RegistrationStatus;
   startedAtUtc: string;
+  /**
+   * When the instance now running the hub step claimed the operation (the PUT, or a poll that took it over): a poll
+   * takes it over only once this is older than the hub deadline, and only one poll wins the conditional claim.
+   */
+  claimedAtUtc?: string;
   plan?: AssignmentPlan;
 }
 
@@ -100,7 +108,11 @@ export class DeviceRepository {
       ...splitColumn('state', JSON.stringify({ ...value.state, etag: undefined })),
       ...splitColumn('operation', JSON.stringify(value.operation)),
       status: value.operation.status,
-      enrollmentGroupId: (value.state.symmetricKey?.enrollmentGroupId ?? '').toLowerCase(),
+      enrollmentGroupId: (
+        value.state.symmetricKey?.enrollmentGroupId ??
+        value.state.x509?.enrollmentGroupId ??
+        ''
+      ).toLowerCase(),
     };
     try {
       const response =

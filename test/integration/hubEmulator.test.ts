@@ -239,8 +239,7 @@ describe('our lean registry client against the emulator', () => {
 
   const identity = (deviceId: string, primaryKey: string) => ({
     deviceId,
-    primaryKey,
-    secondaryKey: primaryKey,
+    authentication: { type: 'sas' as const, primaryKey, secondaryKey: primaryKey },
     iotEdge: false,
   });
   const keyOf = async (deviceId: string) =>

@@ -109,9 +109,9 @@ describe('planAssignment: initial assignment', () => {
     }
   });
 
-  it('carries enrollmentGroupId and payload into the plan', () => {
-    const plan = planOf(planAssignment(input({ enrollmentGroupId: 'g1', payload: { model: 'x' } })));
-    expect(plan).toMatchObject({ enrollmentGroupId: 'g1', payload: { model: 'x' } });
+  it('carries enrollmentGroupId and the device payload (for the webhook) into the plan', () => {
+    const plan = planOf(planAssignment(input({ enrollmentGroupId: 'g1', devicePayload: { model: 'x' } })));
+    expect(plan).toMatchObject({ enrollmentGroupId: 'g1', devicePayload: { model: 'x' } });
   });
 
   it('uses the given device ID', () => {
