@@ -1,9 +1,12 @@
-// Cold import: what loading the function files costs a fresh worker, against a bare @azure/functions app with one
-// function (bench/fixtures/bareApp.ts). Each sample is a fresh `node -e "require(…)"` process; we keep the median of
+// Cold import: what loading the function files costs a fresh worker, beside the deployed bundle (dev/bundle.ts, one
+// file) and a bare @azure/functions app with one function (bench/fixtures/bareApp.ts). Each sample is a fresh `node -e "require(…)"` process; we keep the median of
 // the process wall time (Node start included) and of the require time measured inside the child.
 import { execFile } from 'node:child_process';
-import { readdirSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
+
+import { buildBundle } from '../dev/bundle';
 
 import { median } from './stats';
 
@@ -19,10 +22,15 @@ export interface ColdImportSample {
 export interface ColdImportResult {
   runs: number;
   functions: ColdImportSample;
+  /** The deployed bundle (dist/bundle/index.js), built into a temporary folder. */
+  bundle: ColdImportSample;
   bare: ColdImportSample;
   /** functions ÷ bare. */
   ratioWall: number;
   ratioRequire: number;
+  /** bundle ÷ function files. */
+  bundleRatioWall: number;
+  bundleRatioRequire: number;
 }
 
 export async function measureColdImport(root: string, runs: number): Promise<ColdImportResult> {
@@ -32,16 +40,27 @@ export async function measureColdImport(root: string, runs: number): Promise<Col
     .sort()
     .map((f) => join(functionsDir, f));
   const bareFiles = [join(__dirname, 'fixtures', 'bareApp.js')];
+  // Outside the repository, as deployed: it must load without node_modules.
+  const bundleDir = mkdtempSync(join(tmpdir(), 'open-dps-bundle-'));
+  const bundleFiles = [(await buildBundle(root, bundleDir)).file];
   const fn = { wall: [] as number[], req: [] as number[] };
+  const bundled = { wall: [] as number[], req: [] as number[] };
   const bare = { wall: [] as number[], req: [] as number[] };
-  // Interleaved, so drift (other load, disk cache) hits both alike.
-  for (let i = 0; i < runs; i++) {
-    const a = await sample(root, functionFiles);
-    fn.wall.push(a.wallMs);
-    fn.req.push(a.requireMs);
-    const b = await sample(root, bareFiles);
-    bare.wall.push(b.wallMs);
-    bare.req.push(b.requireMs);
+  // Interleaved, so drift (other load, disk cache) hits all alike.
+  try {
+    for (let i = 0; i < runs; i++) {
+      for (const [files, into] of [
+        [functionFiles, fn],
+        [bundleFiles, bundled],
+        [bareFiles, bare],
+      ] as const) {
+        const s = await sample(root, files);
+        into.wall.push(s.wallMs);
+        into.req.push(s.requireMs);
+      }
+    }
+  } finally {
+    rmSync(bundleDir, { recursive: true, force: true });
   }
   const result = (label: string, files: string[], s: { wall: number[]; req: number[] }): ColdImportSample => ({
     label,
@@ -50,11 +69,15 @@ export async function measureColdImport(root: string, runs: number): Promise<Col
     requireMs: median(s.req),
   });
   const functions = result('all function files', functionFiles, fn);
+  const bundle = { ...result('the deployed bundle', bundleFiles, bundled), files: ['dist/bundle/index.js'] };
   const bareApp = result('bare app, one function', bareFiles, bare);
   return {
     runs,
     functions,
+    bundle,
     bare: bareApp,
+    bundleRatioWall: functions.wallMs > 0 ? bundle.wallMs / functions.wallMs : 0,
+    bundleRatioRequire: functions.requireMs > 0 ? bundle.requireMs / functions.requireMs : 0,
     ratioWall: bareApp.wallMs > 0 ? functions.wallMs / bareApp.wallMs : 0,
     ratioRequire: bareApp.requireMs > 0 ? functions.requireMs / bareApp.requireMs : 0,
   };

@@ -211,10 +211,13 @@ export function formatText(report: BenchReport): string {
     out.push(
       table(
         ['what', 'process ms', 'require ms', 'files'],
-        [cold.functions, cold.bare].map((s) => [s.label, f(s.wallMs), f(s.requireMs), filesOf(s.files)]),
+        [cold.functions, cold.bundle, cold.bare].map((s) => [s.label, f(s.wallMs), f(s.requireMs), filesOf(s.files)]),
       ),
     );
     out.push(`ratio functions ÷ bare: process ${f(cold.ratioWall, 2)}×, require ${f(cold.ratioRequire, 2)}×`);
+    out.push(
+      `ratio bundle ÷ functions: process ${f(cold.bundleRatioWall, 2)}×, require ${f(cold.bundleRatioRequire, 2)}×`,
+    );
   } else {
     out.push('Cold import: skipped (--cold-runs 0)');
   }
