@@ -392,11 +392,12 @@ function optionalObject(value: unknown, name: string): JsonObject | undefined {
 const withoutMetadata = (desired: JsonObject): JsonObject =>
   Object.fromEntries(Object.entries(desired).filter(([k]) => !k.startsWith('$')));
 
-// IoT Hub caps twin nesting at 10 levels. Arrays count too: JSON.parse accepts 100k-deep arrays that JSON.stringify
+// IoT Hub caps twin nesting at 10 levels below tags/desired (its docs: `one` … `ten` under `tags` is valid; the
+// section itself is level 0). Arrays count too: JSON.parse accepts 100k-deep arrays that JSON.stringify
 // then overflows on, which would poison every later read and save.
 function checkDepth(value: unknown, depth: number): void {
   if (typeof value !== 'object' || value === null) return;
-  if (depth >= 10) throw invalid('Twin objects may be nested at most 10 levels deep.');
+  if (depth > 10) throw invalid('Twin objects may be nested at most 10 levels deep.');
   for (const v of Object.values(value)) checkDepth(v, depth + 1);
 }
 

@@ -103,6 +103,8 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       DPS_SERVICE_OWNER_KEY: process.env.DPS_SERVICE_OWNER_KEY ?? randomBytes(32).toString('base64'),
       DPS_TABLES_CONNECTION_STRING: tablesConnectionString,
       DPS_HUB_CA_FILE: certs.caCert,
+      // The dev stack's host name is whatever port it got: config.ts doesn't ask it for DPS_SERVICE_HOSTNAMES.
+      DPS_DEV_STACK: '1',
       ...options.settings,
     };
     Object.assign(process.env, settings);

@@ -22,7 +22,16 @@ export interface Config {
   serviceOwnerKey?: string;
   /** Host names a service token's `sr` may name; empty: the request's Host header. */
   serviceHostNames: string[];
+  /** How far in the future a SAS token's expiry (`se`) may be, for service and device tokens alike. */
+  maxSasLifetimeSeconds: number;
+  /** Set by the dev stack (DPS_DEV_STACK=1), which has no fixed host name. */
+  devStack: boolean;
 }
+
+/** One year: far beyond what the official SDKs sign (1 hour; the C# device SDK 1 day), short of "forever". */
+export const DEFAULT_MAX_SAS_LIFETIME_SECONDS = 365 * 24 * 3600;
+/** The owner key signs tokens with every right: at least as strong as the keys DPS itself generates. */
+const MIN_OWNER_KEY_BYTES = 32;
 
 export class ConfigError extends Error {}
 
@@ -36,6 +45,11 @@ export function loadConfig(env: Env = process.env): Config {
   if (serviceOwnerKey && !BASE64.test(serviceOwnerKey)) {
     throw new ConfigError('DPS_SERVICE_OWNER_KEY must be base64 (e.g. of 32 random bytes).');
   }
+  if (serviceOwnerKey && Buffer.from(serviceOwnerKey, 'base64').length < MIN_OWNER_KEY_BYTES) {
+    throw new ConfigError(`DPS_SERVICE_OWNER_KEY must be the base64 of at least ${MIN_OWNER_KEY_BYTES} random bytes.`);
+  }
+  const maxSasLifetimeSeconds = integer(env, 'DPS_MAX_SAS_LIFETIME_SECONDS', DEFAULT_MAX_SAS_LIFETIME_SECONDS);
+  if (maxSasLifetimeSeconds < 1) throw new ConfigError('The setting DPS_MAX_SAS_LIFETIME_SECONDS must be at least 1.');
   return {
     idScope: required(env, 'DPS_ID_SCOPE'),
     tablesConnectionString: env.DPS_TABLES_CONNECTION_STRING?.trim() || required(env, 'AzureWebJobsStorage'),
@@ -51,7 +65,18 @@ export function loadConfig(env: Env = process.env): Config {
       .split(',')
       .map((h) => h.trim())
       .filter((h) => h !== ''),
+    maxSasLifetimeSeconds,
+    devStack: env.DPS_DEV_STACK?.trim() === '1',
   };
+}
+
+/** What an operator should hear about at start: settings that are valid but weaken the deployment. */
+export function configWarnings(cfg: Config): string[] {
+  if (cfg.serviceHostNames.length > 0 || cfg.devStack) return [];
+  return [
+    'DPS_SERVICE_HOSTNAMES is not set: service tokens are checked against the Host header of each request. ' +
+      "Set it to this service's public host name(s).",
+  ];
 }
 
 function required(env: Env, key: string): string {
@@ -77,6 +102,9 @@ let current: Config | undefined;
 
 /** The process's configuration, read from the environment on first use. */
 export function config(): Config {
-  current ??= loadConfig();
+  if (!current) {
+    current = loadConfig();
+    for (const warning of configWarnings(current)) console.warn(`[config] ${warning}`);
+  }
   return current;
 }

@@ -9,6 +9,7 @@ import type { EnrollmentGroup, IndividualEnrollment } from './domain/enrollment'
 import { config } from './config';
 import { RIGHTS } from './domain/serviceConfig';
 import { HubClients } from './hubs/registryClient';
+import { setMaxSasLifetime } from './http/sas';
 import { ServiceAuthorizer } from './management/auth';
 import { ConfigurationManager } from './management/configuration';
 import { EnrollmentManager, groupKind, individualKind } from './management/enrollments';
@@ -43,6 +44,7 @@ export interface Services {
 }
 
 export function createServices(cfg: Config): { ready: Promise<void>; services: Services } {
+  setMaxSasLifetime(cfg.maxSasLifetimeSeconds);
   const tables = createTables({ connectionString: cfg.tablesConnectionString, prefix: cfg.tablePrefix });
   const secrets = new SecretBox(new LocalKeyProvider(cfg.masterKey));
   const enrollments = new EnrollmentTable(tables.devices, secrets, individualLayout);

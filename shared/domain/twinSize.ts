@@ -22,3 +22,22 @@ export function twinSize(value: unknown): number {
 const CONTROL = /[\u0000-\u001f\u007f-\u009f]/g;
 
 const utf8Size = (text: string): number => Buffer.byteLength(text.replace(CONTROL, ''), 'utf8');
+
+/**
+ * IoT Hub allows objects nested 10 levels below `tags` or `properties.desired` (its docs' valid example nests
+ * `one` … `ten` directly under `tags`). Arrays count as levels too, as in the dev hub emulator.
+ */
+export const TWIN_MAX_DEPTH = 10;
+
+/** How many levels of objects or arrays nest below `section` (0 for a flat one). Iterative: no stack to overflow. */
+export function twinDepth(section: object): number {
+  let deepest = 0;
+  const pending: [unknown, number][] = Object.values(section).map((v) => [v, 1]);
+  for (let next = pending.pop(); next; next = pending.pop()) {
+    const [value, depth] = next;
+    if (typeof value !== 'object' || value === null) continue;
+    deepest = Math.max(deepest, depth);
+    for (const child of Object.values(value)) pending.push([child, depth + 1]);
+  }
+  return deepest;
+}

@@ -15,8 +15,9 @@ import type {
   ReprovisionPolicy,
   TwinCollection,
 } from './enrollment';
+import { isHubHostName } from './linkedHub';
 import { assertRegistrationId } from './registrationId';
-import { TWIN_LIMITS, twinSize } from './twinSize';
+import { TWIN_LIMITS, TWIN_MAX_DEPTH, twinDepth, twinSize } from './twinSize';
 
 type Json = Record<string, unknown>;
 
@@ -44,6 +45,10 @@ const INDIVIDUAL_FIELDS = new Set([
 ]);
 const GROUP_FIELDS = new Set([...COMMON_FIELDS, 'enrollmentGroupId']);
 const POLICIES: readonly AllocationPolicy[] = ['hashed', 'geoLatency', 'static', 'custom'];
+/** DPS links at most 50 hubs, so an enrollment never needs to name more. */
+export const MAX_IOT_HUBS = 50;
+const HOST_NAME_RULE =
+  'a DNS host name (labels of letters, digits and hyphens, each at most 63 characters; at most 253 in all), with an optional :port';
 
 export const invalid = (field: string, problem: string) => badRequest(`Invalid field '${field}': ${problem}`, 4);
 
@@ -94,7 +99,7 @@ function parseCommon(json: Json, group: boolean): EnrollmentCommon {
     result.capabilities = { iotEdge: optionalBoolean(c, 'iotEdge', 'capabilities.iotEdge') ?? false };
   }
   const hub = optionalString(json, 'iotHubHostName');
-  if (hub) result.iotHubHostName = hub;
+  if (hub) result.iotHubHostName = hubHostName(hub, 'iotHubHostName');
   if (json.initialTwin !== undefined && json.initialTwin !== null) result.initialTwin = parseTwin(json.initialTwin);
   const status = optionalString(json, 'provisioningStatus');
   if (status !== undefined) {
@@ -112,10 +117,14 @@ function parseCommon(json: Json, group: boolean): EnrollmentCommon {
     result.allocationPolicy = policy as AllocationPolicy;
   }
   if (json.iotHubs !== undefined && json.iotHubs !== null) {
-    if (!Array.isArray(json.iotHubs) || !json.iotHubs.every((h): h is string => typeof h === 'string' && h !== '')) {
-      throw invalid('iotHubs', 'must be an array of IoT hub host names.');
+    if (!Array.isArray(json.iotHubs)) throw invalid('iotHubs', 'must be an array of IoT hub host names.');
+    if (json.iotHubs.length > MAX_IOT_HUBS) {
+      throw invalid('iotHubs', `may name at most ${MAX_IOT_HUBS} IoT hubs (got ${json.iotHubs.length}).`);
     }
-    result.iotHubs = json.iotHubs;
+    result.iotHubs = json.iotHubs.map((h: unknown, i) => {
+      if (typeof h !== 'string') throw invalid(`iotHubs[${i}]`, 'must be a string.');
+      return hubHostName(h, `iotHubs[${i}]`);
+    });
   }
   if (json.customAllocationDefinition !== undefined && json.customAllocationDefinition !== null) {
     const d = object(json.customAllocationDefinition, 'customAllocationDefinition');
@@ -131,9 +140,10 @@ function parseCommon(json: Json, group: boolean): EnrollmentCommon {
   if (result.allocationPolicy === 'custom' && !result.customAllocationDefinition) {
     throw invalid('customAllocationDefinition', "is required when allocationPolicy is 'custom'.");
   }
-  const named = result.iotHubs?.length ? result.iotHubs.length : result.iotHubHostName ? 1 : 0;
-  if (result.allocationPolicy === 'static' && named !== 1) {
-    throw invalid('iotHubs', "must name exactly one IoT hub when allocationPolicy is 'static'.");
+  // Static without a named hub is valid (the REST schema makes iotHubs optional, and the official service SDK's tests
+  // create such enrollments): registration then uses the one linked hub, if there is exactly one (plan.ts).
+  if (result.allocationPolicy === 'static' && (result.iotHubs?.length ?? 0) > 1) {
+    throw invalid('iotHubs', "must name at most one IoT hub when allocationPolicy is 'static'.");
   }
   return result;
 }
@@ -212,8 +222,14 @@ function parseX509(value: unknown, group: boolean): Record<string, unknown> {
       const field = `attestation.x509.${name}.${which}`;
       const entry = object(pair[which], field);
       rejectUnknown(entry, new Set(['certificate', 'info']), `${field}.`);
-      const certificate = requiredString(entry, 'certificate', `${field}.certificate`);
-      parsed[which] = { certificate, info: certificateInfo(certificate, `${field}.certificate`) };
+      const certificate = optionalString(entry, 'certificate', `${field}.certificate`);
+      if (certificate) {
+        parsed[which] = { certificate, info: certificateInfo(certificate, `${field}.certificate`) };
+      } else if (entry.info !== undefined && entry.info !== null) {
+        // What GET returns: the certificate's info without it. The stored certificate is kept (enrollments.ts).
+        object(entry.info, `${field}.info`);
+        parsed[which] = {};
+      } else throw invalid(`${field}.certificate`, 'is required.');
     }
     if (!parsed.primary) throw invalid(`attestation.x509.${name}.primary`, 'is required.');
     result[name] = parsed;
@@ -259,13 +275,13 @@ function parseTwin(value: unknown): InitialTwin {
   rejectUnknown(twin, new Set(['tags', 'properties']), 'initialTwin.');
   const result: InitialTwin = {};
   if (twin.tags !== undefined && twin.tags !== null) {
-    result.tags = twinCollection(twin.tags, 'initialTwin.tags', TWIN_LIMITS.tags);
+    result.tags = twinCollection(twin.tags, 'initialTwin.tags', TWIN_LIMITS.tags, true);
   }
   if (twin.properties !== undefined && twin.properties !== null) {
     const props = object(twin.properties, 'initialTwin.properties');
     rejectUnknown(props, new Set(['desired']), 'initialTwin.properties.');
     if (props.desired !== undefined && props.desired !== null) {
-      const desired = twinCollection(props.desired, 'initialTwin.properties.desired', TWIN_LIMITS.desired);
+      const desired = twinCollection(props.desired, 'initialTwin.properties.desired', TWIN_LIMITS.desired, true);
       result.properties = { desired };
     }
   }
@@ -281,13 +297,22 @@ function parseReprovision(value: unknown): ReprovisionPolicy {
   };
 }
 
-/** A twin section, within the size IoT Hub allows it (twinSize.ts). */
-function twinCollection(value: unknown, field: string, maxBytes: number): TwinCollection {
+/** A twin section, within the size (and, for what goes to the hub, the nesting) IoT Hub allows (twinSize.ts). */
+function twinCollection(value: unknown, field: string, maxBytes: number, hubDepth = false): TwinCollection {
   const collection = object(value, field);
   const size = twinSize(collection);
   if (size > maxBytes)
     throw invalid(field, `is ${size} bytes as IoT Hub counts them; at most ${maxBytes} are allowed.`);
+  const depth = hubDepth ? twinDepth(collection) : 0;
+  if (depth > TWIN_MAX_DEPTH) {
+    throw invalid(field, `nests objects ${depth} levels deep; IoT Hub allows at most ${TWIN_MAX_DEPTH}.`);
+  }
   return collection;
+}
+
+function hubHostName(value: string, field: string): string {
+  if (!isHubHostName(value)) throw invalid(field, `must be ${HOST_NAME_RULE}.`);
+  return value;
 }
 
 export function object(value: unknown, field: string): Json {

@@ -17,11 +17,36 @@ export async function readJson(request: HttpRequest, maxBytes = MAX_BODY_BYTES):
   if (bytes.length > maxBytes) throw tooLarge(maxBytes);
   const text = bytes.toString('utf8').trim();
   if (text === '') return undefined;
+  let json: unknown;
   try {
-    return JSON.parse(text) as unknown;
+    json = JSON.parse(text) as unknown;
   } catch {
     throw badRequest('The request body is not valid JSON.', 1);
   }
+  if (jsonDepth(json) > MAX_JSON_DEPTH) {
+    throw badRequest(`The request body nests JSON objects or arrays more than ${MAX_JSON_DEPTH} levels deep.`, 1);
+  }
+  return json;
+}
+
+/**
+ * Far beyond any real payload, twin or bulk item, but shallow enough that every later recursive step (validation,
+ * JSON.stringify into storage or to the hub) is safe: JSON.parse takes ~100,000 levels that those would overflow on.
+ */
+export const MAX_JSON_DEPTH = 64;
+
+/** Nesting depth of parsed JSON (a scalar is 0, `{}` is 1), found without recursion. */
+function jsonDepth(root: unknown): number {
+  let deepest = 0;
+  const pending: [unknown, number][] = [[root, 1]];
+  for (let next = pending.pop(); next; next = pending.pop()) {
+    const [value, depth] = next;
+    if (typeof value !== 'object' || value === null) continue;
+    deepest = Math.max(deepest, depth);
+    if (depth > MAX_JSON_DEPTH) break;
+    for (const child of Object.values(value)) pending.push([child, depth + 1]);
+  }
+  return deepest;
 }
 
 function tooLarge(maxBytes: number): DpsError {

@@ -1,6 +1,7 @@
 // SharedAccessSignature tokens: parsing, signing and verification, tolerant of how each official SDK builds them.
 import { createHmac, timingSafeEqual } from 'node:crypto';
 
+import { DEFAULT_MAX_SAS_LIFETIME_SECONDS } from '../config';
 import { BASE64, safeDecode } from '../encoding';
 import { unauthorized } from '../errors';
 
@@ -63,8 +64,21 @@ export function verifySignature(token: SasToken, key: Buffer): boolean {
   return expected.length === token.signature.length && timingSafeEqual(expected, token.signature);
 }
 
+let maxLifetimeSeconds = DEFAULT_MAX_SAS_LIFETIME_SECONDS;
+
+/** DPS_MAX_SAS_LIFETIME_SECONDS, set once when the services are built (config.ts). */
+export function setMaxSasLifetime(seconds: number): void {
+  maxLifetimeSeconds = seconds;
+}
+
+/** The token is valid now, and does not claim to stay valid longer than the configured maximum lifetime. */
 export function assertNotExpired(token: SasToken, now: Date): void {
   if (token.expiry * 1000 <= now.getTime()) throw unauthorized('The SharedAccessSignature has expired.');
+  if (token.expiry * 1000 > now.getTime() + maxLifetimeSeconds * 1000) {
+    throw unauthorized(
+      `The SharedAccessSignature expires too far in the future: this service accepts tokens valid for at most ${maxLifetimeSeconds} seconds (DPS_MAX_SAS_LIFETIME_SECONDS).`,
+    );
+  }
 }
 
 /** Builds a token the way the Node SDKs do (raw `sr`), for our own outgoing calls and for tests. */

@@ -15,6 +15,7 @@ import type { ServiceConfigStore } from '../storage/serviceConfig';
 import type { ServiceAuthorizer } from './auth';
 import type { ServiceRequest } from './serviceRequest';
 
+const MIN_POLICY_KEY_BYTES = 32;
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 const HUB_FIELDS = new Set(['hostName', 'connectionString', 'location', 'allocationWeight', 'applyAllocationPolicy']);
 const POLICY_FIELDS = new Set(['name', 'rights', 'primaryKey', 'secondaryKey']);
@@ -197,9 +198,15 @@ function parseRights(value: unknown): Right[] {
   return [...new Set(rights as Right[])];
 }
 
+/** A caller-chosen policy key: at least 32 bytes, as the ones generated here (a policy key can carry every right). */
 function policyKey(body: Record<string, unknown>, field: string): string | undefined {
   const value = optionalString(body, field);
-  return value === undefined ? undefined : base64Key(value, field);
+  if (value === undefined) return undefined;
+  const bytes = Buffer.from(base64Key(value, field), 'base64').length;
+  if (bytes < MIN_POLICY_KEY_BYTES) {
+    throw invalid(field, `must be base64 of ${MIN_POLICY_KEY_BYTES} to 64 random bytes (got ${bytes}).`);
+  }
+  return value;
 }
 
 function assertPolicyName(name: string): void {

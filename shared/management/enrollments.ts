@@ -10,8 +10,8 @@ import type {
 } from '../domain/enrollment';
 import { parseEnrollmentGroup, parseIndividualEnrollment, invalid, object } from '../domain/validate';
 import { assertRegistrationId } from '../domain/registrationId';
-import type { DpsError, DpsErrorBody } from '../errors';
-import { badRequest, notFound, preconditionFailed, toHttpResponse } from '../errors';
+import type { DpsErrorBody } from '../errors';
+import { DpsError, badRequest, notFound, preconditionFailed, toHttpResponse } from '../errors';
 import type { JsonResult } from '../http/response';
 import type { EnrollmentTable, Versioned } from '../storage/enrollmentTable';
 import { rowEtag } from '../storage/etag';
@@ -22,6 +22,8 @@ import type { ServiceRequest } from './serviceRequest';
 /** Far beyond DPS's 10: one call can carry a factory batch. Bodies are also capped at 16 MB. */
 export const BULK_LIMIT = 10_000;
 const BULK_CONCURRENCY = 16;
+/** Attempts of a write that lost a race with a concurrent one (see `write`). */
+const WRITE_ATTEMPTS = 10;
 const BULK_MODES = ['create', 'update', 'updateIfMatchETag', 'delete'] as const;
 type BulkMode = (typeof BULK_MODES)[number];
 
@@ -75,14 +77,37 @@ export class EnrollmentManager<T extends EnrollmentCommon> {
   async put(request: ServiceRequest, id: string): Promise<JsonResult> {
     await this.auth.require(request, 'EnrollmentWrite');
     const incoming = this.kind.parse(request.body, id);
-    const current = await this.table.get(id);
-    const etag = request.ifMatch === undefined ? undefined : rowEtag(request.ifMatch);
-    // If-Match (even `*`) is a condition on an existing enrollment: without one it fails, as in HTTP.
-    if (etag !== undefined && (!current || (etag !== '*' && current.etag !== etag))) throw preconditionFailed();
-    const enrollment = this.complete(incoming, current?.value);
-    const saved = await this.table.save(enrollment, etag ?? '*');
+    const ifMatch = request.ifMatch === undefined ? undefined : rowEtag(request.ifMatch);
+    const saved = await this.write(id, incoming, ifMatch);
     this.changed();
-    return { status: 200, body: this.view({ value: enrollment, etag: saved }) };
+    return { status: 200, body: this.view(saved) };
+  }
+
+  /**
+   * Writes `incoming` over what is stored, carrying over the keys, certificates and creation time it leaves out. The
+   * write is conditional on the row that was read, so a concurrent change (a key rotation, say) is never silently
+   * undone: on a lost race it reads again and retries, a bounded number of times. A caller's own If-Match (even `*`,
+   * a condition on an existing enrollment, as in HTTP) is the condition instead, and is not retried.
+   */
+  private async write(id: string, incoming: T, ifMatch: string | undefined): Promise<Versioned<T>> {
+    for (let attempt = 1; ; attempt++) {
+      const current = await this.table.get(id);
+      if (ifMatch !== undefined && (!current || (ifMatch !== '*' && current.etag !== ifMatch))) {
+        throw preconditionFailed();
+      }
+      const value = this.complete(incoming, current?.value);
+      try {
+        const etag = current ? await this.table.save(value, current.etag) : await this.table.create(value);
+        return { value, etag };
+      } catch (err) {
+        // 412: changed since read; 404: deleted since read; 409: created since read.
+        const lostRace = err instanceof DpsError && [404, 409, 412].includes(err.status);
+        if (!lostRace || (ifMatch !== undefined && ifMatch !== '*') || attempt >= WRITE_ATTEMPTS) {
+          if (lostRace) throw preconditionFailed(`${this.kind.itemType} '${id}' kept changing concurrently: retry.`);
+          throw err;
+        }
+      }
+    }
   }
 
   async delete(request: ServiceRequest, id: string): Promise<JsonResult> {
@@ -167,18 +192,16 @@ export class EnrollmentManager<T extends EnrollmentCommon> {
     }
     if (mode === 'updateIfMatchETag' && itemEtag === undefined)
       throw invalid('etag', 'is required in updateIfMatchETag mode.');
-    // Reading the current enrollment keeps its keys and creation time when the item leaves them out.
-    const current = await this.table.get(id);
-    if (mode === 'updateIfMatchETag' && (!current || current.etag !== itemEtag)) throw preconditionFailed();
-    await this.table.save(this.complete(incoming, current?.value), itemEtag ?? '*');
+    // As PUT: an item's ETag is its condition in updateIfMatchETag mode; `update` ignores it, as DPS does.
+    await this.write(id, incoming, mode === 'updateIfMatchETag' ? itemEtag : undefined);
   }
 
-  /** Server-side fields: keys (kept, or 64 random bytes as DPS generates) and timestamps. */
+  /** Server-side fields: keys and certificates (kept, or keys of 64 random bytes as DPS generates) and timestamps. */
   private complete(incoming: T, current: T | undefined): T {
     const now = this.clock().toISOString();
     return {
       ...incoming,
-      attestation: withKeys(incoming.attestation, current?.attestation),
+      attestation: withCertificates(withKeys(incoming.attestation, current?.attestation), current?.attestation),
       createdDateTimeUtc: current?.createdDateTimeUtc ?? now,
       lastUpdatedDateTimeUtc: now,
     };
@@ -212,11 +235,44 @@ function withKeys(incoming: AttestationMechanism, current: AttestationMechanism 
   };
 }
 
+const CERTIFICATE_PAIRS = ['clientCertificates', 'signingCertificates'] as const;
+type CertificateEntry = { certificate?: string; info?: unknown };
+type CertificatePair = Partial<Record<'primary' | 'secondary', CertificateEntry>>;
+
+/** Certificate slots sent back as GET shows them (info only, validate.ts) get the stored certificate of that slot. */
+function withCertificates(
+  incoming: AttestationMechanism,
+  current: AttestationMechanism | undefined,
+): AttestationMechanism {
+  if (incoming.type !== 'x509' || !incoming.x509) return incoming;
+  const x509: Record<string, unknown> = { ...incoming.x509 };
+  for (const name of CERTIFICATE_PAIRS) {
+    const pair = x509[name] as CertificatePair | undefined;
+    if (!pair) continue;
+    const stored = (current?.type === 'x509' ? current.x509?.[name] : undefined) as CertificatePair | undefined;
+    const completed: CertificatePair = {};
+    for (const which of ['primary', 'secondary'] as const) {
+      const entry = pair[which];
+      if (!entry) continue;
+      if (entry.certificate) completed[which] = entry;
+      else if (stored?.[which]?.certificate) completed[which] = stored[which];
+      else {
+        throw invalid(
+          `attestation.x509.${name}.${which}.certificate`,
+          'is required: only its info was sent, and no certificate is stored for this slot to keep.',
+        );
+      }
+    }
+    x509[name] = completed;
+  }
+  return { type: 'x509', x509 };
+}
+
 function redact(attestation: AttestationMechanism): AttestationMechanism {
   if (attestation.type === 'symmetricKey') return { type: 'symmetricKey', symmetricKey: {} };
   if (attestation.type !== 'x509' || !attestation.x509) return attestation;
   const x509: Record<string, unknown> = { ...attestation.x509 };
-  for (const name of ['clientCertificates', 'signingCertificates']) {
+  for (const name of CERTIFICATE_PAIRS) {
     const pair = x509[name] as Record<string, { info?: unknown }> | undefined;
     if (pair) x509[name] = Object.fromEntries(Object.entries(pair).map(([k, v]) => [k, { info: v.info }]));
   }

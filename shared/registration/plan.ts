@@ -38,8 +38,13 @@ export function planAssignment(input: PlanInput): PlanOutcome {
   const policy = input.enrollment.allocationPolicy ?? input.defaultAllocationPolicy ?? 'hashed';
   let hub: LinkedHub | undefined;
   if (policy === 'hashed') hub = allocateHashed(input.registrationId, candidates);
-  else if (policy === 'static') hub = candidates.length === 1 ? candidates[0] : undefined;
-  else return { ok: false, errorCode: 400208, errorMessage: `The allocation policy '${policy}' is not supported yet.` };
+  else if (policy === 'static') {
+    // DPS accepts static enrollments without iotHubs: the one candidate is the hub, more (or none) is ambiguous.
+    if (candidates.length !== 1)
+      return { ok: false, errorCode: 400208, errorMessage: staticProblem(candidates.length) };
+    hub = candidates[0];
+  } else
+    return { ok: false, errorCode: 400208, errorMessage: `The allocation policy '${policy}' is not supported yet.` };
   if (!hub) {
     return { ok: false, errorCode: 400208, errorMessage: 'No linked IoT hub could be assigned to this device.' };
   }
@@ -99,4 +104,11 @@ export function planAssignment(input: PlanInput): PlanOutcome {
       ...from,
     },
   };
+}
+
+function staticProblem(candidates: number): string {
+  const fix = "set the enrollment's iotHubs to the one linked IoT hub it should use.";
+  return candidates === 0
+    ? `The allocation policy is 'static' but no linked IoT hub can take the device: ${fix}`
+    : `The allocation policy is 'static' but ${candidates} linked IoT hubs could take the device: ${fix}`;
 }

@@ -132,6 +132,18 @@ describe('planAssignment: initial assignment', () => {
     expect(outcome).toMatchObject({ ok: false, errorCode: 400208 });
   });
 
+  it('static without named hubs uses the one hub that takes allocation, and says what to set when there are more', () => {
+    const staticEnrollment = enrollment({ allocationPolicy: 'static' });
+    expect(
+      planOf(planAssignment(input({ enrollment: staticEnrollment, linkedHubs: [HUB_B, HUB_OFF] }))).assignedHub,
+    ).toBe(HUB_B.hostName);
+    const two = planAssignment(input({ enrollment: staticEnrollment }));
+    expect(two).toMatchObject({ ok: false, errorCode: 400208 });
+    expect(two.ok ? '' : two.errorMessage).toMatch(/'static'.*2 linked IoT hubs.*iotHubs/);
+    const none = planAssignment(input({ enrollment: staticEnrollment, linkedHubs: [HUB_OFF] }));
+    expect(none.ok ? '' : none.errorMessage).toMatch(/no linked IoT hub.*iotHubs/);
+  });
+
   it('no hub to assign fails with 400208', () => {
     expect(planAssignment(input({ linkedHubs: [] }))).toMatchObject({ ok: false, errorCode: 400208 });
     expect(planAssignment(input({ linkedHubs: [HUB_OFF] }))).toMatchObject({ ok: false, errorCode: 400208 });

@@ -9,6 +9,12 @@ import { DpsError } from '../../shared/errors';
 const KEY_32 = Buffer.alloc(32, 7).toString('base64');
 const keyOf = (bytes: number): string => Buffer.alloc(bytes, 0xab).toString('base64');
 
+/** `{one: {two: … {property: 'value'}}}` with `levels` nested objects, like the IoT Hub docs' depth example. */
+const nested = (levels: number): Record<string, unknown> => {
+  let value: Record<string, unknown> = { property: 'value' };
+  for (let i = levels; i > 0; i--) value = { [`level${i}`]: value };
+  return value;
+};
 const symmetric = (extra: Record<string, unknown> = {}) => ({
   type: 'symmetricKey',
   symmetricKey: { primaryKey: KEY_32, secondaryKey: KEY_32 },
@@ -257,8 +263,28 @@ describe('parseIndividualEnrollment: every error names its field', () => {
       'reprovisionPolicy.migrateDeviceData',
     ],
     ['a string iotHubs', individual({ iotHubs: 'hub-a' }), 'iotHubs'],
-    ['an iotHubs entry that is not a string', individual({ iotHubs: ['hub-a', 5] }), 'iotHubs'],
-    ['an empty iotHubs entry', individual({ iotHubs: [''] }), 'iotHubs'],
+    ['an iotHubs entry that is not a string', individual({ iotHubs: ['hub-a', 5] }), 'iotHubs[1]'],
+    ['an empty iotHubs entry', individual({ iotHubs: [''] }), 'iotHubs[0]'],
+    ['an iotHubs entry with a slash', individual({ iotHubs: ['hub/a'] }), 'iotHubs[0]'],
+    ['an iotHubs entry of 40,000 characters', individual({ iotHubs: ['h'.repeat(40_000)] }), 'iotHubs[0]'],
+    ['a host name label of 64 characters', individual({ iotHubHostName: `${'a'.repeat(64)}.net` }), 'iotHubHostName'],
+    [
+      'a host name of 254 characters',
+      individual({ iotHubHostName: `${Array.from({ length: 3 }, () => 'a'.repeat(63)).join('.')}.${'b'.repeat(62)}` }),
+      'iotHubHostName',
+    ],
+    ['a host name with a space', individual({ iotHubHostName: 'my hub.azure-devices.net' }), 'iotHubHostName'],
+    [
+      '51 iotHubs',
+      individual({ iotHubs: Array.from({ length: 51 }, (_, i) => `hub-${i}.azure-devices.net`) }),
+      'iotHubs',
+    ],
+    ['tags nested 11 levels', individual({ initialTwin: { tags: nested(11) } }), 'initialTwin.tags'],
+    [
+      'desired properties nested 11 levels (arrays count)',
+      individual({ initialTwin: { properties: { desired: { a: [nested(10)] } } } }),
+      'initialTwin.properties.desired',
+    ],
     ['a numeric iotHubHostName', individual({ iotHubHostName: 1 }), 'iotHubHostName'],
     ['a non-object initialTwin', individual({ initialTwin: [] }), 'initialTwin'],
     ['non-object tags', individual({ initialTwin: { tags: 'x' } }), 'initialTwin.tags'],
@@ -316,8 +342,6 @@ describe('parseIndividualEnrollment: every error names its field', () => {
       individual({ customAllocationDefinition: { webhookUrl: 'https://example.com' } }),
       'customAllocationDefinition.apiVersion',
     ],
-    ['static allocation with no hub', individual({ allocationPolicy: 'static' }), 'iotHubs'],
-    ['static allocation with an empty hub list', individual({ allocationPolicy: 'static', iotHubs: [] }), 'iotHubs'],
     [
       'static allocation with two hubs',
       individual({ allocationPolicy: 'static', iotHubs: ['hub-a', 'hub-b'] }),
@@ -358,6 +382,29 @@ describe('parseIndividualEnrollment: every error names its field', () => {
       'attestation.x509',
     );
     rejectIndividual(individual({ attestation: { type: 'none', symmetricKey: {} } }), 'attestation.symmetricKey');
+  });
+
+  it('static allocation without a named hub is accepted, as DPS does (registration picks the one linked hub)', () => {
+    expect(parseIndividualEnrollment(individual({ allocationPolicy: 'static' }), 'device-1')).toMatchObject({
+      allocationPolicy: 'static',
+    });
+    expect(parseEnrollmentGroup(group({ allocationPolicy: 'static', iotHubs: [] }), 'group-1')).toMatchObject({
+      allocationPolicy: 'static',
+    });
+  });
+
+  it('limits: 50 iotHubs, 253-character host names, twins nested 10 levels as in the IoT Hub docs', () => {
+    const hubs = Array.from({ length: 50 }, (_, i) => `hub-${i}.azure-devices.net:8443`);
+    expect(parseIndividualEnrollment(individual({ iotHubs: hubs }), 'device-1').iotHubs).toEqual(hubs);
+    const longest = `${Array.from({ length: 3 }, () => 'a'.repeat(63)).join('.')}.${'b'.repeat(61)}`;
+    expect(longest).toHaveLength(253);
+    expect(parseIndividualEnrollment(individual({ iotHubHostName: longest }), 'device-1').iotHubHostName).toBe(longest);
+    const twin = { tags: nested(10), properties: { desired: nested(10) } };
+    expect(parseIndividualEnrollment(individual({ initialTwin: twin }), 'device-1').initialTwin).toEqual(twin);
+    // optionalDeviceInformation never goes to the hub: only the request's overall depth limit applies.
+    expect(parseIndividualEnrollment(individual({ optionalDeviceInformation: nested(20) }), 'device-1')).toHaveProperty(
+      'optionalDeviceInformation',
+    );
   });
 
   it('static allocation counts the legacy iotHubHostName when iotHubs is empty', () => {
@@ -483,6 +530,14 @@ describe('X.509 attestation', () => {
     });
   });
 
+  it('an entry with only info (as GET shows it) parses to a slot whose certificate the manager keeps', () => {
+    const e = parseIndividualEnrollment(
+      x509Individual({ clientCertificates: { primary: { info: { sha1Thumbprint: 'AB' } } } }),
+      'device-1',
+    );
+    expect(e.attestation.x509).toEqual({ clientCertificates: { primary: {} } });
+  });
+
   it('client certificates are only for individual enrollments', () => {
     rejectGroup(
       x509Group({ clientCertificates: { primary: { certificate: CERT_PEM } } }),
@@ -510,6 +565,11 @@ describe('X.509 attestation', () => {
       'a certificate entry without certificate',
       () => ({ clientCertificates: { primary: {} } }),
       'attestation.x509.clientCertificates.primary.certificate',
+    ],
+    [
+      'a certificate entry whose info is not an object',
+      () => ({ clientCertificates: { primary: { info: 'x' } } }),
+      'attestation.x509.clientCertificates.primary.info',
     ],
     [
       'an unknown certificate pair field',
