@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 
 import { describe, expect, it } from 'vitest';
 
-import { ConfigError, loadConfig } from '../../shared/config';
+import { ConfigError, configWarnings, DEFAULT_MAX_SAS_LIFETIME_SECONDS, loadConfig } from '../../shared/config';
 
 const MASTER = randomBytes(32);
 const base = (): Record<string, string | undefined> => ({
@@ -103,5 +103,31 @@ describe('loadConfig', () => {
   it('rejects a table prefix that Table Storage would not accept', () => {
     expect(configError({ ...base(), DPS_TABLE_PREFIX: '1dps' }).message).toContain('DPS_TABLE_PREFIX');
     expect(configError({ ...base(), DPS_TABLE_PREFIX: 'dps-test' }).message).toContain('DPS_TABLE_PREFIX');
+  });
+});
+
+describe('hardening settings', () => {
+  it('refuses an owner key shorter than 32 bytes', () => {
+    expect(configError({ ...base(), DPS_SERVICE_OWNER_KEY: randomBytes(16).toString('base64') }).message).toContain(
+      'DPS_SERVICE_OWNER_KEY must be the base64 of at least 32',
+    );
+    expect(
+      loadConfig({ ...base(), DPS_SERVICE_OWNER_KEY: randomBytes(32).toString('base64') }).serviceOwnerKey,
+    ).toBeDefined();
+  });
+
+  it('reads DPS_MAX_SAS_LIFETIME_SECONDS (default one year), refusing 0', () => {
+    expect(loadConfig(base()).maxSasLifetimeSeconds).toBe(DEFAULT_MAX_SAS_LIFETIME_SECONDS);
+    expect(DEFAULT_MAX_SAS_LIFETIME_SECONDS).toBe(31_536_000);
+    expect(loadConfig({ ...base(), DPS_MAX_SAS_LIFETIME_SECONDS: '86400' }).maxSasLifetimeSeconds).toBe(86400);
+    expect(configError({ ...base(), DPS_MAX_SAS_LIFETIME_SECONDS: '0' }).message).toContain(
+      'DPS_MAX_SAS_LIFETIME_SECONDS',
+    );
+  });
+
+  it('warns when DPS_SERVICE_HOSTNAMES is unset outside the dev stack', () => {
+    expect(configWarnings(loadConfig(base()))).toEqual([expect.stringContaining('DPS_SERVICE_HOSTNAMES is not set')]);
+    expect(configWarnings(loadConfig({ ...base(), DPS_SERVICE_HOSTNAMES: 'dps.example.com' }))).toEqual([]);
+    expect(configWarnings(loadConfig({ ...base(), DPS_DEV_STACK: '1' }))).toEqual([]);
   });
 });

@@ -178,3 +178,27 @@ describe('parseQuery: rejections name the supported grammar', () => {
     expect(err.message).toContain('{"query": "<text>"}');
   });
 });
+
+describe('parseQuery caps: a 400 that states the limit', () => {
+  it('caps the query text', () => {
+    const err = rejection({ query: `SELECT * WHERE deviceId = '${'x'.repeat(5000)}'` });
+    expect(err).toMatchObject({ status: 400, errorCode: 400008 });
+    expect(err.message).toContain('at most 4096');
+  });
+
+  it('caps the number of conditions (Table Storage takes 15 comparisons a filter)', () => {
+    const where = (n: number) => Array.from({ length: n }, (_, i) => `deviceId != 'd${i}'`).join(' AND ');
+    expect(q(`SELECT * WHERE ${where(10)}`)).toHaveLength(10);
+    const err = rejection({ query: `SELECT * WHERE ${where(11)}` });
+    expect(err).toMatchObject({ status: 400, errorCode: 400008 });
+    expect(err.message).toContain('at most 10');
+    expect(rejection({ query: `SELECT * WHERE ${where(2000)}` }).message).toContain('at most 4096');
+  });
+
+  it('caps the length of a value', () => {
+    expect(q(`SELECT * WHERE iotHubHostName = '${'h'.repeat(512)}'`)).toHaveLength(1);
+    const err = rejection({ query: `SELECT * WHERE iotHubHostName = '${'h'.repeat(513)}'` });
+    expect(err).toMatchObject({ status: 400, errorCode: 400008 });
+    expect(err.message).toContain('at most 512');
+  });
+});

@@ -1,8 +1,9 @@
 import { createHmac } from 'node:crypto';
 
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 
-import { assertNotExpired, createSas, parseSas, verifySignature } from '../../shared/http/sas';
+import { DEFAULT_MAX_SAS_LIFETIME_SECONDS } from '../../shared/config';
+import { assertNotExpired, createSas, parseSas, setMaxSasLifetime, verifySignature } from '../../shared/http/sas';
 import { expect401 } from '../support/dpsError';
 
 const RAW_SR = '0ne00000A0A/registrations/sym-device-1';
@@ -176,6 +177,35 @@ describe('assertNotExpired', () => {
   it('rejects an expired token with 401/401002 (including exactly at se)', () => {
     expect401(() => assertNotExpired(token, new Date((SE + 1) * 1000)));
     expect401(() => assertNotExpired(token, new Date(SE * 1000)));
+  });
+});
+
+describe('assertNotExpired: the maximum lifetime (DPS_MAX_SAS_LIFETIME_SECONDS)', () => {
+  const token = parseSas(header({ sr: RAW_SR, sig: 'AAAA', se: String(SE) }));
+  afterEach(() => setMaxSasLifetime(DEFAULT_MAX_SAS_LIFETIME_SECONDS));
+
+  it('accepts the one hour the SDKs sign, and up to a year by default', () => {
+    expect(() => assertNotExpired(token, new Date((SE - 3600) * 1000))).not.toThrow();
+    expect(() => assertNotExpired(token, new Date((SE - DEFAULT_MAX_SAS_LIFETIME_SECONDS) * 1000))).not.toThrow();
+  });
+
+  it('refuses a token valid for longer with a 401 naming the limit', () => {
+    const err = (() => {
+      try {
+        assertNotExpired(token, new Date((SE - DEFAULT_MAX_SAS_LIFETIME_SECONDS - 1) * 1000));
+      } catch (e) {
+        return e as Error;
+      }
+      return undefined;
+    })();
+    expect(err).toMatchObject({ status: 401, errorCode: 401002 });
+    expect(err?.message).toContain(`at most ${DEFAULT_MAX_SAS_LIFETIME_SECONDS} seconds`);
+  });
+
+  it('follows the configured limit', () => {
+    setMaxSasLifetime(60);
+    expect(() => assertNotExpired(token, new Date((SE - 60) * 1000))).not.toThrow();
+    expect401(() => assertNotExpired(token, new Date((SE - 61) * 1000)));
   });
 });
 
