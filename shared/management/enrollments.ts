@@ -145,10 +145,9 @@ export class EnrollmentManager<T extends EnrollmentCommon> {
   async bulk(request: ServiceRequest): Promise<JsonResult> {
     await this.auth.require(request, 'EnrollmentWrite');
     const body = object(request.body, 'body');
-    const mode = body.mode;
-    if (typeof mode !== 'string' || !BULK_MODES.includes(mode as BulkMode)) {
-      throw invalid('mode', `must be one of ${BULK_MODES.join(', ')}.`);
-    }
+    // Case-insensitive, as DPS parses it: the Node service SDK sends `updateIfMatchEtag`, the REST spec says `…ETag`.
+    const mode = BULK_MODES.find((m) => typeof body.mode === 'string' && m.toLowerCase() === body.mode.toLowerCase());
+    if (mode === undefined) throw invalid('mode', `must be one of ${BULK_MODES.join(', ')}.`);
     const items = body[this.kind.bulkField];
     if (!Array.isArray(items) || items.length === 0) throw invalid(this.kind.bulkField, 'must be a non-empty array.');
     if (items.length > BULK_LIMIT)
@@ -164,7 +163,7 @@ export class EnrollmentManager<T extends EnrollmentCommon> {
         const item: unknown = items[index];
         const id = ids[index] ?? '';
         try {
-          await this.bulkItem(mode as BulkMode, item, id);
+          await this.bulkItem(mode, item, id);
         } catch (err) {
           // Every item gets its own result, whatever failed, so the caller knows exactly what was written.
           const { errorCode, message, trackingId } = toHttpResponse(err).jsonBody as DpsErrorBody;
