@@ -134,7 +134,7 @@ describe('service API: authorization, validation, configuration', () => {
       );
     });
 
-    it('missing attestation, wrong enum values, static without exactly one hub', async () => {
+    it('missing attestation, wrong enum values, static naming more than one hub', async () => {
       expectDpsError(await put('v5', {}), 400, /attestation/);
       expectDpsError(await put('v5', { attestation: { type: 'magic' } }), 400, /attestation\.type/);
       expectDpsError(
@@ -143,7 +143,11 @@ describe('service API: authorization, validation, configuration', () => {
         /provisioningStatus/,
       );
       expectDpsError(
-        await put('v5', { attestation: { type: 'symmetricKey' }, allocationPolicy: 'static' }),
+        await put('v5', {
+          attestation: { type: 'symmetricKey' },
+          allocationPolicy: 'static',
+          iotHubs: ['a.azure-devices.net', 'b.azure-devices.net'],
+        }),
         400,
         /iotHubs/,
       );
