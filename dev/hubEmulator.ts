@@ -2,11 +2,12 @@
 // `azure-iothub` Registry and our HubRegistryClient speak (reference/official-clients.md §5). It exists so tests and
 // the dev stack can link real-looking hubs without an Azure subscription. In memory, optionally persisted to JSON.
 import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { rename, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { dirname } from 'node:path';
 
 import { BASE64, safeDecode } from '../shared/encoding';
 import { assertNotExpired, parseSas, verifySignature } from '../shared/http/sas';
@@ -101,9 +102,11 @@ export async function startHubEmulator(options: HubEmulatorOptions): Promise<Hub
   const entries = new Map<string, Entry>((saved?.entries ?? []).map((e) => [e.device.deviceId, e]));
   let hostName = options.hostName ?? '';
 
-  // Persistence: debounced, serialized, atomic (temp file + rename) so a crash never leaves a torn registry.
+  // Persistence: debounced, serialized, atomic (temp file + rename) so a crash never leaves a torn registry. A failed
+  // save is loud: logged at once, and close() rejects with it, so a stop never pretends the registry was kept.
   let timer: NodeJS.Timeout | undefined;
   let dirty = false;
+  let saveError: Error | undefined;
   let writing = Promise.resolve();
   const flush = (): Promise<void> => {
     if (!file || !dirty) return writing;
@@ -113,10 +116,22 @@ export async function startHubEmulator(options: HubEmulatorOptions): Promise<Hub
         const tmp = `${file}.${process.pid}.tmp`;
         await writeFile(tmp, JSON.stringify({ key, entries: [...entries.values()] }, null, 2), { mode: 0o600 });
         await rename(tmp, file);
+        saveError = undefined;
       })
-      .catch((err: unknown) => console.error(`hub emulator: could not save ${file}: ${(err as Error).message}`));
+      .catch((err: unknown) => {
+        saveError = new Error(`hub emulator: could not save its registry to ${file}: ${(err as Error).message}`);
+        console.error(`ERROR ${saveError.message} (changes since the last save will be lost at stop)`);
+      });
     return writing;
   };
+  if (file) {
+    // Created up front and saved once now (with the key), so a new registry keeps its key across restarts even
+    // before its first device, and an unwritable folder fails the start instead of every later save.
+    mkdirSync(dirname(file), { recursive: true });
+    dirty = true;
+    await flush();
+    if (saveError) throw saveError;
+  }
   const changed = (): void => {
     dirty = true;
     if (file && !timer) timer = setTimeout(() => ((timer = undefined), void flush()), 50);
@@ -264,6 +279,7 @@ export async function startHubEmulator(options: HubEmulatorOptions): Promise<Hub
       server.closeAllConnections();
       await closed;
       await flush();
+      if (saveError) throw saveError;
     },
   };
 }

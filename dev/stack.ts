@@ -38,7 +38,14 @@ export interface StackOptions {
    * How many hub emulators to start and link, and the first one's port (0 = free ports); `external` hubs (e.g. an
    * emulator in another process) are linked as they are.
    */
-  hubs?: { count?: number; port?: number; persistDir?: string; external?: ExternalHub[] };
+  hubs?: {
+    count?: number;
+    port?: number;
+    persistDir?: string;
+    external?: ExternalHub[];
+    /** Each started hub's linked `location`; default: HUB_LOCATIONS in turn, so geo-latency can be tried locally. */
+    locations?: string[];
+  };
   /** Service settings (DPS_* keys) that win over the environment and the defaults. */
   settings?: Record<string, string>;
   /** Folder for generated certificates and hub state. */
@@ -54,6 +61,8 @@ export interface Stack {
   serviceConnectionString: string;
   host: DevHost;
   hubs: HubEmulator[];
+  /** The `location` each of `hubs` is linked with (same order). */
+  hubLocations: string[];
   tablesConnectionString: string;
   certs: CertificateFiles;
   /** The settings the functions run with (includes the master key: never print it). */
@@ -62,14 +71,21 @@ export interface Stack {
   stop(): Promise<void>;
 }
 
+/** Locations given to the local hubs in turn: distinct Azure regions of distinct geographies. */
+export const HUB_LOCATIONS = ['westeurope', 'eastus', 'southeastasia', 'australiaeast', 'brazilsouth', 'japaneast'];
+
 /** A random ID scope shaped like DPS's (`0ne` + 8 hex digits). */
 export const newIdScope = (): string => `0ne${randomBytes(4).toString('hex').toUpperCase()}`;
 
 export async function startStack(options: StackOptions = {}): Promise<Stack> {
   const stateDir = options.stateDir ?? join(process.cwd(), '.dev');
   const stoppers: (() => Promise<void>)[] = [];
+  // Stops everything, last started first, then rejects with the first failure (e.g. a hub registry that could not
+  // be saved), so a caller never mistakes a lossy stop for a clean one.
   const stop = async () => {
-    for (const s of stoppers.reverse()) await s().catch(() => undefined);
+    const errors: unknown[] = [];
+    for (const s of stoppers.splice(0).reverse()) await s().catch((err: unknown) => errors.push(err));
+    if (errors.length > 0) throw errors[0];
   };
   try {
     const certs = options.certs ?? (await loadOrCreateCertificates(join(stateDir, 'certs')));
@@ -83,6 +99,8 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     }
 
     const hubs: HubEmulator[] = [];
+    const locations = options.hubs?.locations ?? HUB_LOCATIONS;
+    const hubLocations: string[] = [];
     const hubCount = options.hubs?.count ?? 1;
     for (let i = 0; i < hubCount; i++) {
       const basePort = options.hubs?.port ?? 0;
@@ -94,6 +112,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       });
       stoppers.push(() => hub.close());
       hubs.push(hub);
+      hubLocations.push(locations[i % locations.length] ?? 'local');
     }
 
     // The functions read their settings from the environment, as under the Functions host.
@@ -111,11 +130,15 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
 
     const svc = await services();
     // Linked so that a fresh stack provisions at once; more hubs can be linked through the service API.
-    for (const hub of [...hubs, ...(options.hubs?.external ?? [])]) {
+    const linked = [
+      ...hubs.map((hub, i) => ({ ...hub, location: hubLocations[i] ?? 'local' })),
+      ...(options.hubs?.external ?? []).map((hub) => ({ ...hub, location: 'local' })),
+    ];
+    for (const hub of linked) {
       await svc.configuration.putLinkedHub({
         hostName: hub.hostName,
         connectionString: hub.connectionString,
-        location: 'local',
+        location: hub.location,
         allocationWeight: 1,
         applyAllocationPolicy: true,
       });
@@ -136,6 +159,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
         `SharedAccessKey=${settings.DPS_SERVICE_OWNER_KEY ?? ''}`,
       host,
       hubs,
+      hubLocations,
       tablesConnectionString,
       certs,
       settings,
@@ -143,7 +167,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       stop,
     };
   } catch (err) {
-    await stop();
+    await stop().catch(() => undefined);
     throw err;
   }
 }

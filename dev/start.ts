@@ -73,6 +73,9 @@ async function main(): Promise<void> {
   }
   const deviceKey = createHmac('sha256', Buffer.from(groupKey, 'base64')).update('demo-device-1').digest('base64');
   const ca = relative(process.cwd(), stack.certs.caCert);
+  const hubLines = stack.hubs
+    .map((h, i) => `    ${h.hostName}  location ${stack.hubLocations[i] ?? '?'}\n      ${h.connectionString}`)
+    .join('\n');
   const run = `NODE_EXTRA_CA_CERTS=${ca} node -r ./dev/hostPortShim.cjs`;
 
   console.log(`
@@ -80,8 +83,8 @@ Open DPS is running (local development stack)
 
   Global device endpoint   ${stack.deviceEndpoint}
   ID scope                 ${stack.idScope}
-  Linked IoT hub(s)        ${stack.hubs.map((h) => h.hostName).join(', ')}
-  Hub connection string    ${stack.hubs[0]?.connectionString ?? '(none)'}
+  Linked IoT hub(s)        ${stack.hubs.length}${values.persist ? ' (registries and keys kept in .dev/hubs/)' : ''}
+${hubLines}
   Table Storage            ${stack.tablesConnectionString.replace(/AccountKey=[^;]+/, 'AccountKey=<azurite well-known key>')}
   Dev CA certificate       ${ca}   (trust it with NODE_EXTRA_CA_CERTS)
   Service connection       ${stack.serviceConnectionString}
@@ -105,7 +108,10 @@ Press Ctrl+C to stop.
     console.log('stopping…');
     stack.stop().then(
       () => process.exit(0),
-      () => process.exit(1),
+      (err: unknown) => {
+        console.error(`stop failed: ${err instanceof Error ? err.message : String(err)}`);
+        process.exit(1);
+      },
     );
   };
   process.once('SIGINT', shutdown);

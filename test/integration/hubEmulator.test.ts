@@ -223,6 +223,37 @@ describe('hub emulator persistence', () => {
   });
 });
 
+describe('hub emulator persistence failures are loud', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'hub-emulator-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('creates the registry folder and saves the key at start, before any device', async () => {
+    const persistFile = join(dir, 'nested', 'hubs', 'hub.json');
+    const first = await startHubEmulator({ tls, persistFile });
+    await first.close();
+    const second = await startHubEmulator({ tls, persistFile });
+    await second.close();
+    const key = (hub: HubEmulator) => /SharedAccessKey=([^;]+)/.exec(hub.connectionString)?.[1];
+    expect(key(second)).toBe(key(first));
+  });
+
+  it('rejects close() when a save failed, instead of pretending the registry was kept', async () => {
+    const folder = join(dir, 'vanishing');
+    const hub = await startHubEmulator({ tls, persistFile: join(folder, 'hub.json') });
+    rmSync(folder, { recursive: true, force: true });
+    const errors: unknown[] = [];
+    const error = console.error;
+    console.error = (...args: unknown[]) => errors.push(args[0]);
+    try {
+      await Registry.fromConnectionString(hub.connectionString).create({ deviceId: 'lost' });
+      await expect(hub.close()).rejects.toThrow(/could not save its registry/);
+    } finally {
+      console.error = error;
+    }
+    expect(String(errors[0])).toMatch(/ERROR hub emulator: could not save/);
+  });
+});
+
 describe('our lean registry client against the emulator', () => {
   let hub: HubEmulator;
   let registry: Registry;
