@@ -8,6 +8,8 @@ export interface BenchOptions {
   smoke: boolean;
   warmup: number;
   coldRuns: number;
+  /** Measured runs of the raw-storage ceiling per level (after a warm-up); the median is kept. */
+  ceilingRuns: number;
   /** Enrollments in the service-API bulk create (0 skips it). */
   bulk: number;
   /** The host's DPS_REGISTER_BUDGET_MS; undefined keeps the service default. */
@@ -23,6 +25,8 @@ export const HELP = `Usage: npm run bench -- [options]
   --smoke                  a few-second run that exits non-zero if any registration failed
   --warmup <n>             unmeasured group registrations before each level (default 1000; --smoke: 10)
   --cold-runs <n>          fresh processes per cold-import measurement, median kept (default 7; --smoke: 0 = skip)
+  --ceiling-runs <n>       measured runs of the raw Table ceiling per level, after a warm-up; the median is the
+                           ceiling and the spread is printed (default 3; --smoke: 2)
   --bulk <n>               enrollments in the one service-API bulk create (default 10000, the API's maximum;
                            --smoke: 100; 0 = skip)
   --register-budget-ms <n> the host's DPS_REGISTER_BUDGET_MS (0 = every PUT answers 'assigning' and polls finish it)
@@ -50,6 +54,7 @@ function parse(argv: string[]): BenchOptions | 'help' {
       smoke: { type: 'boolean', default: false },
       warmup: { type: 'string' },
       'cold-runs': { type: 'string' },
+      'ceiling-runs': { type: 'string' },
       bulk: { type: 'string' },
       'register-budget-ms': { type: 'string' },
       'host-cpu-prof': { type: 'string' },
@@ -68,6 +73,7 @@ function parse(argv: string[]): BenchOptions | 'help' {
     smoke,
     warmup: whole('warmup', values.warmup ?? (smoke ? '10' : '1000'), 0),
     coldRuns: whole('cold-runs', values['cold-runs'] ?? (smoke ? '0' : '7'), 0),
+    ceilingRuns: whole('ceiling-runs', values['ceiling-runs'] ?? (smoke ? '2' : '3'), 1),
     bulk: whole('bulk', values.bulk ?? (smoke ? '100' : '10000'), 0),
     registerBudgetMs:
       values['register-budget-ms'] === undefined

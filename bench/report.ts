@@ -113,17 +113,22 @@ export function formatText(report: BenchReport): string {
 
   out.push(
     '',
-    'Storage ceiling, same run and concurrency, raw @azure/data-tables: upsert/get of small entities on a table of its own;',
-    "query = a registration's device-partition query on the host's Devices table (Azurite scans the table for it)",
+    'Storage ceiling, same run and concurrency, raw @azure/data-tables: upsert/get of small entities on a table of its own,',
+    'after a warm-up; upserts/s and gets/s are the median of several interleaved runs (runs: each rate; spread:',
+    "(max − min) ÷ median). query = a registration's device-partition query on the host's Devices table (Azurite scans it)",
   );
   out.push(
     table(
       [
         'conc',
         'upserts/s',
+        'runs',
+        'spread',
         'p50 ms',
         'p99 ms',
         'gets/s',
+        'runs',
+        'spread',
         'p50 ms',
         'p99 ms',
         'queries/s',
@@ -134,9 +139,13 @@ export function formatText(report: BenchReport): string {
       report.ceiling.map((c) => [
         String(c.concurrency),
         f(c.upsert.perSecond, 0),
+        c.upsert.runs.map((r) => f(r, 0)).join('/'),
+        `${f(c.upsert.spread * 100, 0)}%`,
         f(c.upsert.latencyMs.p50),
         f(c.upsert.latencyMs.p99),
         f(c.get.perSecond, 0),
+        c.get.runs.map((r) => f(r, 0)).join('/'),
+        `${f(c.get.spread * 100, 0)}%`,
         f(c.get.latencyMs.p50),
         f(c.get.latencyMs.p99),
         f(c.query.perSecond, 0),

@@ -180,9 +180,11 @@ async function runLevel(
       operations: new Map<string, string>(),
     };
     try {
-      const ceiling = await tables.measure(concurrency, options.devices, settings, ids('ind'));
+      const ceiling = await tables.measure(concurrency, options.devices, settings, ids('ind'), options.ceilingRuns);
+      const runs = (op: CeilingResult['upsert']) =>
+        `${op.perSecond.toFixed(0)}/s (runs ${op.runs.map((r) => r.toFixed(0)).join('/')}, spread ${(op.spread * 100).toFixed(0)}%)`;
       log(
-        `raw tables c=${concurrency}: upsert ${ceiling.upsert.perSecond.toFixed(0)}/s, get ${ceiling.get.perSecond.toFixed(0)}/s, ` +
+        `raw tables c=${concurrency}: upsert ${runs(ceiling.upsert)}, get ${runs(ceiling.get)}, ` +
           `partition query ${ceiling.query.perSecond.toFixed(0)}/s`,
       );
       // Warm-up right before the scenarios: idle pooled connections close after ~5 s (Azurite, hub emulator).

@@ -1,4 +1,5 @@
 // Settings, read and validated once. A missing or malformed setting fails fast with its name.
+import { normalizeRegion, parseLatencyTable } from './allocation/geoLatency';
 import { BASE64 } from './encoding';
 
 export interface Config {
@@ -26,6 +27,10 @@ export interface Config {
   maxSasLifetimeSeconds: number;
   /** Set by the dev stack (DPS_DEV_STACK=1), which has no fixed host name. */
   devStack: boolean;
+  /** The region this instance serves from (geoLatency): DPS_REGION, else the platform's REGION_NAME; normalised. */
+  region?: string;
+  /** DPS_REGION_LATENCIES: operator latencies (ms) between regions, keyed by allocation/geoLatency `latencyKey`. */
+  regionLatencies: Map<string, number>;
 }
 
 /** One year: far beyond what the official SDKs sign (1 hour; the C# device SDK 1 day), short of "forever". */
@@ -67,6 +72,8 @@ export function loadConfig(env: Env = process.env): Config {
       .filter((h) => h !== ''),
     maxSasLifetimeSeconds,
     devStack: env.DPS_DEV_STACK?.trim() === '1',
+    ...region(env),
+    regionLatencies: latencyTable(env),
   };
 }
 
@@ -77,6 +84,19 @@ export function configWarnings(cfg: Config): string[] {
     'DPS_SERVICE_HOSTNAMES is not set: service tokens are checked against the Host header of each request. ' +
       "Set it to this service's public host name(s).",
   ];
+}
+
+function region(env: Env): { region?: string } {
+  const value = normalizeRegion(env.DPS_REGION ?? '') || normalizeRegion(env.REGION_NAME ?? '');
+  return value ? { region: value } : {};
+}
+
+function latencyTable(env: Env): Map<string, number> {
+  try {
+    return parseLatencyTable(env.DPS_REGION_LATENCIES ?? '');
+  } catch (err) {
+    throw new ConfigError(`The setting DPS_REGION_LATENCIES is malformed: ${(err as Error).message}.`);
+  }
 }
 
 function required(env: Env, key: string): string {

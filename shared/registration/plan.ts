@@ -1,5 +1,8 @@
 // Planning an assignment (pure): which hub, which device ID, and what happens to the device's data there.
+import type { GeoLatencySettings } from '../allocation/geoLatency';
+import { allocateGeoLatency } from '../allocation/geoLatency';
 import { allocateHashed } from '../allocation/hashed';
+import { config } from '../config';
 import type { AllocationPolicy, EnrollmentCommon } from '../domain/enrollment';
 import type { LinkedHub } from '../domain/linkedHub';
 import type { DeviceRegistrationResult } from '../domain/registrationState';
@@ -19,6 +22,8 @@ export interface PlanInput {
   previous?: DeviceRegistrationResult;
   /** The device's payload: kept in the plan for the custom-allocation webhook, not echoed to the device. */
   devicePayload?: unknown;
+  /** geoLatency's view of the world; default: this process's settings (DPS_REGION, DPS_REGION_LATENCIES). */
+  geo?: GeoLatencySettings;
 }
 
 /** Candidate hubs: the enrollment's `iotHubs` (or legacy `iotHubHostName`), else every hub that takes allocation. */
@@ -43,6 +48,9 @@ export function planAssignment(input: PlanInput): PlanOutcome {
     if (candidates.length !== 1)
       return { ok: false, errorCode: 400208, errorMessage: staticProblem(candidates.length) };
     hub = candidates[0];
+  } else if (policy === 'geoLatency') {
+    const geo = input.geo ?? { region: config().region, latencies: config().regionLatencies };
+    hub = allocateGeoLatency(input.registrationId, candidates, geo);
   } else
     return { ok: false, errorCode: 400208, errorMessage: `The allocation policy '${policy}' is not supported yet.` };
   if (!hub) {

@@ -50,6 +50,16 @@ describe('npm run bench, smoke size', () => {
       expect(s.hostRssPeakMb).toBeGreaterThan(0);
     }
     expect(report.ceiling.map((c) => c.concurrency)).toEqual([1, 3]);
+    for (const c of report.ceiling) {
+      // The ceiling is the median of several measured runs (--smoke: 2), and its spread is reported.
+      for (const op of [c.upsert, c.get]) {
+        expect(op.runs).toHaveLength(2);
+        expect(op.perSecond).toBeGreaterThanOrEqual(Math.min(...op.runs));
+        expect(op.perSecond).toBeLessThanOrEqual(Math.max(...op.runs));
+        expect(Number.isFinite(op.spread) && op.spread >= 0).toBe(true);
+        expect(op.latencyMs.count).toBe(2 * 12);
+      }
+    }
     expect(report.ratios.every((r) => Number.isFinite(r.ratio) && r.ratio > 0)).toBe(true);
     expect(report.bulkCreate).toMatchObject({ enrollments: 40, failed: 0, tableRequestsPerEnrollment: 1 });
     const sources = readdirSync(join(root, 'functions')).filter((f) => f.endsWith('.ts'));

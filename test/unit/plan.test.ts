@@ -153,7 +153,7 @@ describe('planAssignment: initial assignment', () => {
     });
   });
 
-  it.each(['geoLatency', 'custom'] as const)('an unsupported policy (%s) fails with a message naming it', (policy) => {
+  it.each(['custom'] as const)('an unsupported policy (%s) fails with a message naming it', (policy) => {
     const outcome = planAssignment(input({ enrollment: enrollment({ allocationPolicy: policy }) }));
     expect(outcome.ok).toBe(false);
     if (!outcome.ok) {
@@ -254,5 +254,30 @@ describe('planAssignment: reprovisioning', () => {
   it('updateHubAssignment=false reallocates when the current hub is no longer linked', () => {
     const plan = replan('unlinked.azure-devices.net', HUB_B.hostName, KEEP);
     expect(plan.assignedHub).toBe(HUB_B.hostName);
+  });
+});
+
+describe('planAssignment with geoLatency', () => {
+  const located = (hostName: string, location: string): LinkedHub => ({ ...linked(hostName), location });
+  const hubs = [located('eu.azure-devices.net', 'westeurope'), located('asia.azure-devices.net', 'southeastasia')];
+  const geo = (region: string) => ({ region, latencies: new Map<string, number>() });
+
+  it("assigns the candidate closest to the instance's region", () => {
+    const policy = { enrollment: enrollment({ allocationPolicy: 'geoLatency' }), linkedHubs: hubs };
+    expect(planOf(planAssignment(input({ ...policy, geo: geo('japaneast') }))).assignedHub).toBe(
+      'asia.azure-devices.net',
+    );
+    expect(planOf(planAssignment(input({ ...policy, geo: geo('uksouth') }))).assignedHub).toBe('eu.azure-devices.net');
+  });
+
+  it('serves as the default policy, and among the enrollment’s iotHubs only', () => {
+    expect(
+      planOf(planAssignment(input({ defaultAllocationPolicy: 'geoLatency', linkedHubs: hubs, geo: geo('eastasia') })))
+        .assignedHub,
+    ).toBe('asia.azure-devices.net');
+    const narrowed = enrollment({ allocationPolicy: 'geoLatency', iotHubs: ['eu.azure-devices.net'] });
+    expect(
+      planOf(planAssignment(input({ enrollment: narrowed, linkedHubs: hubs, geo: geo('eastasia') }))).assignedHub,
+    ).toBe('eu.azure-devices.net');
   });
 });
