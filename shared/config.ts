@@ -27,6 +27,8 @@ export interface Config {
   maxSasLifetimeSeconds: number;
   /** Set by the dev stack (DPS_DEV_STACK=1), which has no fixed host name. */
   devStack: boolean;
+  /** Overall deadline of a custom allocation webhook call (retry included), default 3000 ms. */
+  webhookTimeoutMs: number;
   /** The region this instance serves from (geoLatency): DPS_REGION, else the platform's REGION_NAME; normalised. */
   region?: string;
   /** DPS_REGION_LATENCIES: operator latencies (ms) between regions, keyed by allocation/geoLatency `latencyKey`. */
@@ -72,6 +74,7 @@ export function loadConfig(env: Env = process.env): Config {
       .filter((h) => h !== ''),
     maxSasLifetimeSeconds,
     devStack: env.DPS_DEV_STACK?.trim() === '1',
+    webhookTimeoutMs: integer(env, 'DPS_WEBHOOK_TIMEOUT_MS', 3000),
     ...region(env),
     regionLatencies: latencyTable(env),
   };

@@ -270,7 +270,7 @@ export function certificateInfo(certificate: string, field: string): Record<stri
   };
 }
 
-function parseTwin(value: unknown): InitialTwin {
+export function parseTwin(value: unknown): InitialTwin {
   const twin = object(value, 'initialTwin');
   rejectUnknown(twin, new Set(['tags', 'properties']), 'initialTwin.');
   const result: InitialTwin = {};
