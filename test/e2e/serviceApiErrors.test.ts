@@ -180,7 +180,7 @@ describe('service API: authorization, validation, configuration', () => {
       expect(linked.status).toBe(200);
       expect(linked.json).toEqual({
         hostName: hub.hostName,
-        location: 'local',
+        location: stack.hubLocations[0], // kept from the stack's link, as the PUT leaves it out
         allocationWeight: 5,
         applyAllocationPolicy: true,
       });
