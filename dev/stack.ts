@@ -51,6 +51,8 @@ export interface StackOptions {
   /** Folder for generated certificates and hub state. */
   stateDir?: string;
   onRequest?: Parameters<typeof startDevHost>[1]['onRequest'];
+  /** How often the dev host runs the events sweep (the timer function's job in Azure); default 10 s. */
+  eventSweepMs?: number;
 }
 
 export interface Stack {
@@ -124,11 +126,19 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       DPS_HUB_CA_FILE: certs.caCert,
       // The dev stack's host name is whatever port it got: config.ts doesn't ask it for DPS_SERVICE_HOSTNAMES.
       DPS_DEV_STACK: '1',
+      // The local event sink's JSON lines (no Event Hubs configured).
+      DPS_EVENTS_FILE: process.env.DPS_EVENTS_FILE ?? join(stateDir, 'events.jsonl'),
       ...options.settings,
     };
     Object.assign(process.env, settings);
 
     const svc = await services();
+    stoppers.push(() => svc.events.outbox.drain());
+    // The dev host serves HTTP only: the timer function's sweep runs here on an interval.
+    const sweep = setInterval(() => {
+      svc.events.outbox.sweep().catch((err: unknown) => console.warn(`[events] sweep failed: ${String(err)}`));
+    }, options.eventSweepMs ?? 10_000);
+    stoppers.push(() => Promise.resolve(clearInterval(sweep)));
     // Linked so that a fresh stack provisions at once; more hubs can be linked through the service API.
     const linked = [
       ...hubs.map((hub, i) => ({ ...hub, location: hubLocations[i] ?? 'local' })),

@@ -1,6 +1,7 @@
 // Settings, read and validated once. A missing or malformed setting fails fast with its name.
 import { normalizeRegion, parseLatencyTable } from './allocation/geoLatency';
 import { BASE64 } from './encoding';
+import type { EventHubsTarget } from './events/sinks';
 
 export interface Config {
   /** The ID scope devices use, e.g. 0ne00000A0A. */
@@ -33,6 +34,19 @@ export interface Config {
   region?: string;
   /** DPS_REGION_LATENCIES: operator latencies (ms) between regions, keyed by allocation/geoLatency `latencyKey`. */
   regionLatencies: Map<string, number>;
+  events: EventsConfig;
+}
+
+export interface EventsConfig {
+  /** Event Hubs, or undefined: the local sink (log lines, and a JSON-lines file when `file` is set). */
+  eventHubs?: EventHubsTarget;
+  file?: string;
+  /** Print a line per event (local sink). */
+  console: boolean;
+  /** A pending event older than this is delivered by the sweep. */
+  sweepAfterMs: number;
+  /** The events' `source` host (CloudEvents): the first service host name, else the Functions app's host. */
+  sourceHost: string;
 }
 
 /** One year: far beyond what the official SDKs sign (1 hour; the C# device SDK 1 day), short of "forever". */
@@ -77,6 +91,40 @@ export function loadConfig(env: Env = process.env): Config {
     webhookTimeoutMs: integer(env, 'DPS_WEBHOOK_TIMEOUT_MS', 3000),
     ...region(env),
     regionLatencies: latencyTable(env),
+    events: eventsConfig(env),
+  };
+}
+
+function eventsConfig(env: Env): EventsConfig {
+  const connectionString = env.DPS_EVENT_HUBS_CONNECTION_STRING?.trim();
+  const namespace = env.DPS_EVENT_HUBS_NAMESPACE?.trim()
+    .replace(/^(sb|amqps|https):\/\//i, '')
+    .replace(/\/$/, '');
+  const hubName = env.DPS_EVENT_HUB_NAME?.trim();
+  let eventHubs: EventHubsTarget | undefined;
+  if (connectionString) {
+    if (!/(^|;)\s*Endpoint=/i.test(connectionString)) {
+      throw new ConfigError('DPS_EVENT_HUBS_CONNECTION_STRING must be Endpoint=sb://…;SharedAccessKeyName=…;….');
+    }
+    if (!/(^|;)\s*EntityPath=/i.test(connectionString) && !hubName) {
+      throw new ConfigError('DPS_EVENT_HUBS_CONNECTION_STRING has no EntityPath: set DPS_EVENT_HUB_NAME too.');
+    }
+    eventHubs = { kind: 'connectionString', connectionString, ...(hubName ? { hubName } : {}) };
+  } else if (namespace) {
+    if (!hubName) throw new ConfigError('DPS_EVENT_HUBS_NAMESPACE is set: DPS_EVENT_HUB_NAME is required too.');
+    if (!/^[A-Za-z0-9.-]+(:\d+)?$/.test(namespace)) {
+      throw new ConfigError(`DPS_EVENT_HUBS_NAMESPACE must be <namespace>.servicebus.windows.net, not '${namespace}'.`);
+    }
+    eventHubs = { kind: 'identity', namespace, hubName };
+  }
+  const file = env.DPS_EVENTS_FILE?.trim();
+  const hosts = (env.DPS_SERVICE_HOSTNAMES ?? '').split(',').map((h) => h.trim());
+  return {
+    ...(eventHubs ? { eventHubs } : {}),
+    ...(file ? { file } : {}),
+    console: (env.DPS_EVENTS_CONSOLE?.trim() ?? 'true') !== 'false',
+    sweepAfterMs: integer(env, 'DPS_EVENTS_SWEEP_AFTER_MS', 30_000),
+    sourceHost: hosts.find((h) => h !== '') ?? env.WEBSITE_HOSTNAME?.trim() ?? 'localhost',
   };
 }
 

@@ -8,11 +8,17 @@ import type { Config } from './config';
 import type { EnrollmentGroup, IndividualEnrollment } from './domain/enrollment';
 import { config } from './config';
 import { RIGHTS } from './domain/serviceConfig';
+import type { EventOrigin } from './events/catalogue';
+import { eventSource } from './events/catalogue';
+import { confirmer } from './events/confirm';
+import type { EventPorts } from './events/outbox';
+import { Outbox } from './events/outbox';
+import { EventHubsSink, LocalSink } from './events/sinks';
 import { HubClients } from './hubs/registryClient';
 import { setMaxSasLifetime } from './http/sas';
 import { ServiceAuthorizer } from './management/auth';
 import { ConfigurationManager } from './management/configuration';
-import { EnrollmentManager, groupKind, individualKind } from './management/enrollments';
+import { EnrollmentManager, enrollmentEtag, groupKind, individualKind } from './management/enrollments';
 import { RegistrationStateManager } from './management/registrations';
 import type { RecentAttestation } from './registration/service';
 import { RegistrationService } from './registration/service';
@@ -33,6 +39,8 @@ export interface Services {
   groups: EnrollmentTable<EnrollmentGroup>;
   configuration: ServiceConfigStore;
   registration: RegistrationService;
+  /** The events outbox (send, sweep, stats) and the events' origin. */
+  events: { outbox: Outbox; origin: EventOrigin };
   management: {
     enrollments: EnrollmentManager<IndividualEnrollment>;
     groups: EnrollmentManager<EnrollmentGroup>;
@@ -48,9 +56,25 @@ export function createServices(cfg: Config): { ready: Promise<void>; services: S
   const tables = createTables({ connectionString: cfg.tablesConnectionString, prefix: cfg.tablePrefix });
   const secrets = new SecretBox(new LocalKeyProvider(cfg.masterKey));
   const enrollments = new EnrollmentTable(tables.devices, secrets, individualLayout);
-  const devices = new DeviceRepository(tables.devices, enrollments);
   const groups = new EnrollmentTable(tables.groups, secrets, groupLayout);
   const configuration = new ServiceConfigStore(tables.config, secrets);
+  const origin: EventOrigin = { source: eventSource(cfg.events.sourceHost), clock: () => new Date() };
+  const outbox = new Outbox({
+    table: tables.outbox,
+    devices: tables.devices,
+    sink: cfg.events.eventHubs
+      ? new EventHubsSink(cfg.events.eventHubs)
+      : new LocalSink({
+          ...(cfg.events.file ? { file: cfg.events.file } : {}),
+          ...(cfg.events.console ? { log: (line: string) => console.log(line) } : {}),
+        }),
+    confirm: (events) => confirm(events),
+    sweepAfterMs: cfg.events.sweepAfterMs,
+    log: (message) => console.warn(`[events] ${message}`),
+  });
+  const events: EventPorts = { outbox, origin };
+  const devices = new DeviceRepository(tables.devices, enrollments, outbox);
+  const confirm = confirmer({ enrollments, groups, devices, configuration, etagOf: enrollmentEtag });
   const groupCache = new TtlCache(async () => (await groups.list()).map((g) => g.value), cfg.cacheTtlMs);
   const configCache = new TtlCache(() => configuration.load(), cfg.cacheTtlMs);
   const recentAttestations = new RecentMap<string, RecentAttestation>(cfg.cacheTtlMs);
@@ -84,9 +108,9 @@ export function createServices(cfg: Config): { ready: Promise<void>; services: S
     clock,
   });
   const management = {
-    enrollments: new EnrollmentManager(individualKind, enrollments, auth, clock, invalidateCaches),
-    groups: new EnrollmentManager(groupKind, groups, auth, clock, invalidateCaches),
-    registrations: new RegistrationStateManager(devices, auth),
+    enrollments: new EnrollmentManager(individualKind, enrollments, auth, clock, invalidateCaches, events),
+    groups: new EnrollmentManager(groupKind, groups, auth, clock, invalidateCaches, events),
+    registrations: new RegistrationStateManager(devices, auth, events),
     configuration: new ConfigurationManager({
       store: configuration,
       auth,
@@ -94,11 +118,22 @@ export function createServices(cfg: Config): { ready: Promise<void>; services: S
       rootPolicyName: ROOT_POLICY,
       serviceHostNames: cfg.serviceHostNames,
       changed: invalidateCaches,
+      events,
     }),
   };
   return {
     ready: tables.ensure(),
-    services: { config: cfg, devices, enrollments, groups, configuration, registration, management, invalidateCaches },
+    services: {
+      config: cfg,
+      devices,
+      enrollments,
+      groups,
+      configuration,
+      registration,
+      events: { outbox, origin },
+      management,
+      invalidateCaches,
+    },
   };
 }
 

@@ -10,6 +10,16 @@ import type { AccessPolicy, Right, ServiceSettings } from '../domain/serviceConf
 import { RIGHTS } from '../domain/serviceConfig';
 import { base64Key, invalid, object, optionalString, rejectUnknown } from '../domain/validate';
 import { DpsError, notFound } from '../errors';
+import {
+  accessPolicyChanged,
+  accessPolicyDeleted,
+  accessPolicyKeyRegenerated,
+  linkedHubChanged,
+  linkedHubDeleted,
+  settingsUpdated,
+} from '../events/catalogue';
+import type { EventPorts } from '../events/outbox';
+import { recorded } from '../events/outbox';
 import type { JsonResult } from '../http/response';
 import type { ServiceConfigStore } from '../storage/serviceConfig';
 import type { ServiceAuthorizer } from './auth';
@@ -28,6 +38,8 @@ export interface ConfigurationPorts {
   rootPolicyName: string;
   serviceHostNames: readonly string[];
   changed: () => void;
+  /** Every change is recorded with its event (names and rights, never connection strings or keys). */
+  events?: EventPorts;
 }
 
 export class ConfigurationManager {
@@ -76,7 +88,12 @@ export class ConfigurationManager {
       allocationWeight: weight,
       applyAllocationPolicy: apply,
     };
-    await this.ports.store.putLinkedHub(hub);
+    const change = existing ? 'updated' : 'created';
+    await recorded(
+      this.ports.events,
+      (o) => [linkedHubChanged(o, change, hub)],
+      () => this.ports.store.putLinkedHub(hub),
+    );
     this.ports.changed();
     return { status: 200, body: hubView(hub) };
   }
@@ -84,8 +101,14 @@ export class ConfigurationManager {
   async deleteLinkedHub(request: ServiceRequest, hostName: string): Promise<JsonResult> {
     await this.ports.auth.require(request, 'ServiceConfig');
     assertHubHostName(hostName);
-    if (!(await this.ports.store.deleteLinkedHub(hostName)))
-      throw notFound(`Linked hub '${hostName}' was not found.`, 404203);
+    await recorded(
+      this.ports.events,
+      (o) => [linkedHubDeleted(o, hostName)],
+      async () => {
+        if (!(await this.ports.store.deleteLinkedHub(hostName)))
+          throw notFound(`Linked hub '${hostName}' was not found.`, 404203);
+      },
+    );
     this.ports.changed();
     return { status: 204 };
   }
@@ -113,7 +136,12 @@ export class ConfigurationManager {
       primaryKey: policyKey(body, 'primaryKey') ?? existing?.primaryKey ?? newKey(),
       secondaryKey: policyKey(body, 'secondaryKey') ?? existing?.secondaryKey ?? newKey(),
     };
-    await this.ports.store.putAccessPolicy(policy);
+    const change = existing ? 'updated' : 'created';
+    await recorded(
+      this.ports.events,
+      (o) => [accessPolicyChanged(o, change, policy)],
+      () => this.ports.store.putAccessPolicy(policy),
+    );
     this.ports.changed();
     return { status: 200, body: policy };
   }
@@ -129,7 +157,11 @@ export class ConfigurationManager {
     );
     if (!existing) throw notFound(`Access policy '${name}' was not found.`, 404204);
     const policy = { ...existing, [`${keyType}Key`]: newKey() };
-    await this.ports.store.putAccessPolicy(policy);
+    await recorded(
+      this.ports.events,
+      (o) => [accessPolicyKeyRegenerated(o, policy, keyType)],
+      () => this.ports.store.putAccessPolicy(policy),
+    );
     this.ports.changed();
     return { status: 200, body: policy };
   }
@@ -139,8 +171,14 @@ export class ConfigurationManager {
     this.assertNotRoot(name);
     // Checked before storage: `/ ? #` in a name would break the row key (a 5 s storage failure, then a 500).
     assertPolicyName(name);
-    if (!(await this.ports.store.deleteAccessPolicy(name)))
-      throw notFound(`Access policy '${name}' was not found.`, 404204);
+    await recorded(
+      this.ports.events,
+      (o) => [accessPolicyDeleted(o, name)],
+      async () => {
+        if (!(await this.ports.store.deleteAccessPolicy(name)))
+          throw notFound(`Access policy '${name}' was not found.`, 404204);
+      },
+    );
     this.ports.changed();
     return { status: 204 };
   }
@@ -163,7 +201,11 @@ export class ConfigurationManager {
       );
     }
     const settings: ServiceSettings = { defaultAllocationPolicy: policy as ServiceSettings['defaultAllocationPolicy'] };
-    await this.ports.store.putSettings(settings);
+    await recorded(
+      this.ports.events,
+      (o) => [settingsUpdated(o, settings)],
+      () => this.ports.store.putSettings(settings),
+    );
     this.ports.changed();
     return { status: 200, body: this.settingsView(settings) };
   }

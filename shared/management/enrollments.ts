@@ -12,6 +12,15 @@ import { parseEnrollmentGroup, parseIndividualEnrollment, invalid, object } from
 import { assertRegistrationId } from '../domain/registrationId';
 import type { DpsErrorBody } from '../errors';
 import { DpsError, badRequest, notFound, preconditionFailed, toHttpResponse } from '../errors';
+import type { CloudEvent, EventOrigin } from '../events/catalogue';
+import {
+  enrollmentChanged,
+  enrollmentDeleted,
+  enrollmentGroupChanged,
+  enrollmentGroupDeleted,
+} from '../events/catalogue';
+import type { EventPorts } from '../events/outbox';
+import { recorded } from '../events/outbox';
 import type { JsonResult } from '../http/response';
 import type { EnrollmentTable, Versioned } from '../storage/enrollmentTable';
 import { rowEtag } from '../storage/etag';
@@ -54,7 +63,7 @@ export const groupKind: EnrollmentKind<EnrollmentGroup> = {
 };
 
 /** Enrollment ETags as DPS shows them: a quoted opaque string. */
-const enrollmentEtag = (row: string) => `"${Buffer.from(row, 'utf8').toString('base64')}"`;
+export const enrollmentEtag = (row: string) => `"${Buffer.from(row, 'utf8').toString('base64')}"`;
 
 export class EnrollmentManager<T extends EnrollmentCommon> {
   constructor(
@@ -64,6 +73,8 @@ export class EnrollmentManager<T extends EnrollmentCommon> {
     private readonly clock: () => Date,
     /** Called after every change, so this instance's caches see it at once. */
     private readonly changed: () => void,
+    /** Every change is recorded with its event (created, updated or deleted, with the new ETag). */
+    private readonly events?: EventPorts,
   ) {}
 
   async get(request: ServiceRequest, id: string): Promise<JsonResult> {
@@ -97,7 +108,9 @@ export class EnrollmentManager<T extends EnrollmentCommon> {
       }
       const value = this.complete(incoming, current?.value);
       try {
-        const etag = current ? await this.table.save(value, current.etag) : await this.table.create(value);
+        const etag = await this.saved(value, current !== undefined, () =>
+          current ? this.table.save(value, current.etag) : this.table.create(value),
+        );
         return { value, etag };
       } catch (err) {
         // 412: changed since read; 404: deleted since read; 409: created since read.
@@ -113,8 +126,7 @@ export class EnrollmentManager<T extends EnrollmentCommon> {
   async delete(request: ServiceRequest, id: string): Promise<JsonResult> {
     await this.auth.require(request, 'EnrollmentWrite');
     const ifMatch = request.ifMatch === undefined ? '*' : rowEtag(request.ifMatch);
-    const deleted = await this.table.delete(this.validId(id), ifMatch);
-    if (!deleted) throw this.notFound(id);
+    await this.deleted(this.validId(id), ifMatch);
     this.changed();
     return { status: 204 };
   }
@@ -180,19 +192,45 @@ export class EnrollmentManager<T extends EnrollmentCommon> {
   private async bulkItem(mode: BulkMode, item: unknown, id: string): Promise<void> {
     const itemEtag =
       typeof (item as { etag?: unknown }).etag === 'string' ? rowEtag((item as { etag: string }).etag) : undefined;
-    if (mode === 'delete') {
-      if (!(await this.table.delete(this.validId(id), itemEtag ?? '*'))) throw this.notFound(id);
-      return;
-    }
+    if (mode === 'delete') return this.deleted(this.validId(id), itemEtag ?? '*');
     const incoming = this.kind.parse(item, id);
     if (mode === 'create') {
-      await this.table.create(this.complete(incoming, undefined));
+      const created = this.complete(incoming, undefined);
+      await this.saved(created, false, () => this.table.create(created));
       return;
     }
     if (mode === 'updateIfMatchETag' && itemEtag === undefined)
       throw invalid('etag', 'is required in updateIfMatchETag mode.');
     // As PUT: an item's ETag is its condition in updateIfMatchETag mode; `update` ignores it, as DPS does.
     await this.write(id, incoming, mode === 'updateIfMatchETag' ? itemEtag : undefined);
+  }
+
+  /** A write with its `created`/`updated` event, which carries the new ETag. */
+  private saved(enrollment: T, exists: boolean, write: () => Promise<string>): Promise<string> {
+    const change = exists ? 'updated' : 'created';
+    const build = (o: EventOrigin, etag: string): CloudEvent =>
+      this.kind.itemType === 'Enrollment'
+        ? enrollmentChanged(o, change, enrollment as unknown as IndividualEnrollment, etag)
+        : enrollmentGroupChanged(o, change, enrollment as unknown as EnrollmentGroup, etag);
+    return recorded(
+      this.events,
+      (o) => [build(o, '')],
+      write,
+      (row, [planned]) => (planned ? [{ ...planned, data: { ...planned.data, etag: enrollmentEtag(row) } }] : []),
+    );
+  }
+
+  /** A delete with its `deleted` event; 404 when there was nothing to delete (and no event). */
+  private async deleted(id: string, etag: string): Promise<void> {
+    const event = (o: EventOrigin) =>
+      this.kind.itemType === 'Enrollment' ? enrollmentDeleted(o, id) : enrollmentGroupDeleted(o, id);
+    await recorded(
+      this.events,
+      (o) => [event(o)],
+      async () => {
+        if (!(await this.table.delete(id, etag))) throw this.notFound(id);
+      },
+    );
   }
 
   /** Server-side fields: keys and certificates (kept, or keys of 64 random bytes as DPS generates) and timestamps. */

@@ -2,6 +2,9 @@
 // states of a group's devices.
 import { assertRegistrationId } from '../domain/registrationId';
 import { notFound } from '../errors';
+import { registrationStateDeleted } from '../events/catalogue';
+import type { EventPorts } from '../events/outbox';
+import { recorded } from '../events/outbox';
 import type { JsonResult } from '../http/response';
 import type { DeviceRepository, StoredRegistration, Versioned } from '../storage/devices';
 import { publicEtag, rowEtag } from '../storage/etag';
@@ -10,8 +13,12 @@ import type { ServiceRequest } from './serviceRequest';
 
 export class RegistrationStateManager {
   constructor(
-    private readonly devices: Pick<DeviceRepository, 'getRegistration' | 'deleteRegistration' | 'queryRegistrations'>,
+    private readonly devices: Pick<
+      DeviceRepository,
+      'getRegistration' | 'deleteRegistration' | 'queryRegistrations' | 'listEvents'
+    >,
     private readonly auth: ServiceAuthorizer,
+    private readonly events?: EventPorts,
   ) {}
 
   async get(request: ServiceRequest, registrationId: string): Promise<JsonResult> {
@@ -24,10 +31,23 @@ export class RegistrationStateManager {
   async delete(request: ServiceRequest, registrationId: string): Promise<JsonResult> {
     await this.auth.require(request, 'RegistrationStatusWrite');
     const etag = request.ifMatch === undefined ? '*' : rowEtag(request.ifMatch);
-    if (!(await this.devices.deleteRegistration(assertRegistrationId(registrationId), etag))) {
-      throw notFound(`Registration state '${registrationId}' was not found.`);
-    }
+    const id = assertRegistrationId(registrationId);
+    await recorded(
+      this.events,
+      (o) => [registrationStateDeleted(o, id)],
+      async () => {
+        if (!(await this.devices.deleteRegistration(id, etag))) {
+          throw notFound(`Registration state '${registrationId}' was not found.`);
+        }
+      },
+    );
     return { status: 204 };
+  }
+
+  /** GET registrations/{id}/events: the device's recent events, newest first (beyond DPS; see README "Events"). */
+  async listEvents(request: ServiceRequest, registrationId: string): Promise<JsonResult> {
+    await this.auth.require(request, 'RegistrationStatusRead');
+    return { status: 200, body: await this.devices.listEvents(assertRegistrationId(registrationId)) };
   }
 
   async queryGroup(request: ServiceRequest, enrollmentGroupId: string): Promise<JsonResult> {

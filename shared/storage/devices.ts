@@ -2,13 +2,16 @@
 // `enrollment`) and the registration state with its current operation (row `registration`). Both come back from one
 // partition query, so a registration costs one read and one write.
 export type { Versioned } from './enrollmentTable';
-import type { TableClient, TableEntityResult } from '@azure/data-tables';
+import type { TableClient, TableEntityResult, TransactionAction } from '@azure/data-tables';
 import { odata } from '@azure/data-tables';
 
 import type { IndividualEnrollment } from '../domain/enrollment';
 import { registrationKey } from '../domain/registrationId';
 import type { DeviceRegistrationResult, RegistrationStatus } from '../domain/registrationState';
 import { conflict, preconditionFailed } from '../errors';
+import type { CloudEvent } from '../events/catalogue';
+import type { Outbox } from '../events/outbox';
+import { EVENT_ROW_PREFIX, eventRows, eventTime } from '../events/outbox';
 import type { EnrollmentEntity, EnrollmentTable, Page, Versioned } from './enrollmentTable';
 import { joinColumn, splitColumn } from './columns';
 import { firstPage, isStatus } from './tables';
@@ -54,7 +57,19 @@ export interface StoredRegistration {
 export interface DevicePartition {
   enrollment?: Versioned<IndividualEnrollment>;
   registration?: Versioned<StoredRegistration>;
+  /** Row keys of the device's recent events (outbox.ts), oldest first: a commit prunes the oldest. */
+  eventRows?: string[];
 }
+
+/** Events committed with a registration write, and the partition's event rows as `load` saw them. */
+export interface EventCommit {
+  events: readonly CloudEvent[];
+  seen?: readonly string[];
+}
+
+/** Event rows a device partition keeps: the newest few, and every row younger than the sweep's horizon. */
+const KEEP_EVENTS = 10;
+const KEEP_EVENTS_MS = 60 * 60 * 1000;
 
 /** Columns `state` and `operation` (JSON), continued in `state1`, `operation1`, … (columns.ts): a payload can be 96 KB. */
 interface RegistrationEntity {
@@ -71,6 +86,8 @@ export class DeviceRepository {
     private readonly table: TableClient,
     /** Reads the `enrollment` rows this repository's partition queries return. */
     private readonly enrollments: EnrollmentTable<IndividualEnrollment>,
+    /** Where committed events are announced and sent from; without it events are not accepted. */
+    private readonly outbox?: Outbox,
   ) {}
 
   /** Enrollment and registration of one device in a single round trip. */
@@ -83,6 +100,7 @@ export class DeviceRepository {
     for await (const row of rows) {
       if (row.rowKey === ENROLLMENT) result.enrollment = await this.enrollments.fromEntity(row);
       else if (row.rowKey === REGISTRATION) result.registration = toRegistration(row);
+      else if (row.rowKey.startsWith(EVENT_ROW_PREFIX)) (result.eventRows ??= []).push(row.rowKey);
     }
     return result;
   }
@@ -100,8 +118,15 @@ export class DeviceRepository {
   /**
    * Writes the registration row: creates it when `etag` is undefined, otherwise replaces it only if unchanged.
    * A lost race is DPS's 409203 "Precondition failed." (a concurrent registration of the same device).
+   * With `events`, they commit in the same Table transaction as the row (one round trip) after their marker is in the
+   * outbox index, and are sent in the background once committed (outbox.ts).
    */
-  async saveRegistration(registrationId: string, value: StoredRegistration, etag: string | undefined): Promise<string> {
+  async saveRegistration(
+    registrationId: string,
+    value: StoredRegistration,
+    etag: string | undefined,
+    events?: EventCommit,
+  ): Promise<string> {
     const entity: RegistrationEntity = {
       partitionKey: registrationKey(registrationId),
       rowKey: REGISTRATION,
@@ -114,6 +139,7 @@ export class DeviceRepository {
         ''
       ).toLowerCase(),
     };
+    if (events && events.events.length > 0) return this.saveWithEvents(entity, etag, events);
     try {
       const response =
         etag === undefined
@@ -125,6 +151,42 @@ export class DeviceRepository {
       if (isStatus(err, 404, 409, 412)) throw conflict('Precondition failed.');
       throw err;
     }
+  }
+
+  private async saveWithEvents(entity: RegistrationEntity, etag: string | undefined, commit: EventCommit) {
+    if (!this.outbox) throw new Error('DeviceRepository has no outbox: events cannot be committed.');
+    const intent = await this.outbox.intend(commit.events, entity.partitionKey);
+    const actions: TransactionAction[] = [
+      etag === undefined ? ['create', entity] : ['update', entity, 'Replace', { etag }],
+      ...eventRows(entity.partitionKey, commit.events),
+      ...prunable(commit.seen ?? [], commit.events.length, Date.now()).map((rowKey): TransactionAction => [
+        'delete',
+        { partitionKey: entity.partitionKey, rowKey },
+      ]),
+    ];
+    let rowEtag: string;
+    try {
+      const response = await this.table.submitTransaction(actions);
+      rowEtag = response.subResponses[0]?.etag ?? '';
+    } catch (err) {
+      this.outbox.abandon(intent);
+      // The row's condition failed (or a pruned row was already gone): the same lost race as without events.
+      if (isStatus(err, 404, 409, 412)) throw conflict('Precondition failed.');
+      throw err;
+    }
+    this.outbox.committed(intent);
+    return rowEtag;
+  }
+
+  /** The device's recent events, newest first (the partition's event rows; attestation refusals are not kept). */
+  async listEvents(registrationId: string): Promise<CloudEvent[]> {
+    const partitionKey = registrationKey(registrationId);
+    const filter = odata`PartitionKey eq ${partitionKey} and RowKey gt ${EVENT_ROW_PREFIX} and RowKey lt ${'event}'}`;
+    const events: CloudEvent[] = [];
+    for await (const row of this.table.listEntities<{ doc: string }>({ queryOptions: { filter } })) {
+      events.push(JSON.parse(row.doc) as CloudEvent);
+    }
+    return events.reverse();
   }
 
   /** Deletes the registration state (the device then provisions afresh); false if absent, 412 on ETag mismatch. */
@@ -152,6 +214,17 @@ export class DeviceRepository {
       ...(page.continuationToken ? { continuationToken: page.continuationToken } : {}),
     };
   }
+}
+
+/** The oldest rows beyond KEEP_EVENTS (counting the ones being added) that are older than KEEP_EVENTS_MS. */
+function prunable(seen: readonly string[], adding: number, now: number): string[] {
+  const sorted = [...seen].sort();
+  const excess = sorted.length + adding - KEEP_EVENTS;
+  if (excess <= 0) return [];
+  // A transaction holds at most 100 actions: prune a few per commit, the rest next time.
+  return sorted
+    .slice(0, Math.min(excess, 20))
+    .filter((rowKey) => now - eventTime(rowKey.slice(EVENT_ROW_PREFIX.length)) > KEEP_EVENTS_MS);
 }
 
 function toRegistration(row: TableEntityResult<RegistrationEntity>): Versioned<StoredRegistration> {

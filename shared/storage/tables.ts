@@ -19,6 +19,8 @@ export interface Tables {
   groups: TableClient;
   /** Service configuration: linked hubs, access policies. */
   config: TableClient;
+  /** The events outbox's pending index (events/outbox.ts). */
+  outbox: TableClient;
   /** Creates the tables if needed; call once per instance before first use. */
   ensure(): Promise<void>;
 }
@@ -44,7 +46,12 @@ export function createTables(settings: TableSettings): Tables {
   };
   const client = (name: string) =>
     TableClient.fromConnectionString(settings.connectionString, `${settings.prefix}${name}`, options);
-  const tables = { devices: client('Devices'), groups: client('Groups'), config: client('Config') };
+  const tables = {
+    devices: client('Devices'),
+    groups: client('Groups'),
+    config: client('Config'),
+    outbox: client('Outbox'),
+  };
   let ensured: Promise<void> | undefined;
   return {
     ...tables,

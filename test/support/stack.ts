@@ -14,6 +14,8 @@ export function startTestStack(options: Omit<StackOptions, 'certs' | 'tablesConn
     settings: {
       DPS_TABLE_PREFIX: `t${randomBytes(4).toString('hex')}`,
       DPS_RETRY_AFTER_SECONDS: '0',
+      DPS_EVENTS_CONSOLE: 'false',
+      DPS_EVENTS_FILE: '',
       ...options.settings,
     },
   });

@@ -1,0 +1,112 @@
+// Where events end up: Event Hubs (the official producer client, identity or connection string), or the local sink
+// (a compact log line each and a JSON-lines file) when no Event Hubs is configured.
+import { appendFile, mkdir } from 'node:fs/promises';
+import { dirname } from 'node:path';
+
+import type { EventData } from '@azure/event-hubs';
+import { EventHubProducerClient } from '@azure/event-hubs';
+import { DefaultAzureCredential } from '@azure/identity';
+
+import type { CloudEvent } from './catalogue';
+import { partitionKeyOf } from './catalogue';
+
+export interface EventSink {
+  /** Resolves once every event was accepted; rejects if any may not have been (the caller retries them all). */
+  send(events: readonly CloudEvent[]): Promise<void>;
+  /** Where events go, for the log: never a secret. */
+  readonly description: string;
+  close(): Promise<void>;
+}
+
+export type EventHubsTarget =
+  | { kind: 'identity'; namespace: string; hubName: string }
+  | { kind: 'connectionString'; connectionString: string; hubName?: string };
+
+/** CloudEvents structured mode over AMQP: the body is the whole event, with this content type. */
+export const CLOUDEVENTS_CONTENT_TYPE = 'application/cloudevents+json; charset=utf-8';
+
+export class EventHubsSink implements EventSink {
+  readonly description: string;
+  private readonly producer: EventHubProducerClient;
+
+  constructor(target: EventHubsTarget) {
+    if (target.kind === 'identity') {
+      // DefaultAzureCredential picks the user-assigned identity named by AZURE_CLIENT_ID.
+      this.producer = new EventHubProducerClient(target.namespace, target.hubName, new DefaultAzureCredential());
+      this.description = `Event Hubs ${target.namespace}/${target.hubName} (identity)`;
+    } else {
+      this.producer = target.hubName
+        ? new EventHubProducerClient(target.connectionString, target.hubName)
+        : new EventHubProducerClient(target.connectionString);
+      this.description = `Event Hubs ${this.producer.fullyQualifiedNamespace}/${this.producer.eventHubName}`;
+    }
+  }
+
+  /**
+   * One batch per partition key (the subject: per-device order), filled with `tryAdd` up to the link's maximum
+   * message size (1 MB on Event Hubs standard), sent when full.
+   */
+  async send(events: readonly CloudEvent[]): Promise<void> {
+    const byKey = new Map<string, CloudEvent[]>();
+    for (const e of events) {
+      const key = partitionKeyOf(e);
+      const list = byKey.get(key) ?? [];
+      list.push(e);
+      byKey.set(key, list);
+    }
+    // A few keys at a time: the client multiplexes them over one connection.
+    const groups = [...byKey.entries()];
+    for (let i = 0; i < groups.length; i += 8) {
+      await Promise.all(groups.slice(i, i + 8).map(([key, list]) => this.sendKey(key, list)));
+    }
+  }
+
+  private async sendKey(partitionKey: string, events: readonly CloudEvent[]): Promise<void> {
+    let batch = await this.producer.createBatch({ partitionKey });
+    for (const e of events) {
+      const data: EventData = { body: e, contentType: CLOUDEVENTS_CONTENT_TYPE, messageId: e.id };
+      if (batch.tryAdd(data)) continue;
+      if (batch.count === 0) throw new Error(`Event ${e.id} (${e.type}) is larger than an Event Hubs batch.`);
+      await this.producer.sendBatch(batch);
+      batch = await this.producer.createBatch({ partitionKey });
+      if (!batch.tryAdd(data)) throw new Error(`Event ${e.id} (${e.type}) is larger than an Event Hubs batch.`);
+    }
+    if (batch.count > 0) await this.producer.sendBatch(batch);
+  }
+
+  close(): Promise<void> {
+    return this.producer.close();
+  }
+}
+
+/** One compact line: time, type, subject and the fields that say what happened. */
+export function compactLine(e: CloudEvent): string {
+  const d = e.data;
+  const shown = ['assignedHub', 'deviceId', 'substatus', 'errorCode', 'step', 'reason', 'etag', 'rights']
+    .filter((k) => d[k] !== undefined)
+    .map((k) => `${k}=${Array.isArray(d[k]) ? (d[k] as unknown[]).join(',') : JSON.stringify(d[k])}`);
+  return `${e.time} event ${e.type.replace(/^opendps\./, '')} ${e.subject} ${shown.join(' ')}`.trimEnd();
+}
+
+/** The local default: a line each in the log, and the events as JSON lines in a file when one is configured. */
+export class LocalSink implements EventSink {
+  readonly description: string;
+  private ready: Promise<unknown> | undefined;
+
+  constructor(private readonly options: { file?: string; log?: (line: string) => void }) {
+    this.description = `the local event log${options.file ? ` (${options.file})` : ''}`;
+  }
+
+  async send(events: readonly CloudEvent[]): Promise<void> {
+    if (this.options.log) for (const e of events) this.options.log(compactLine(e));
+    const file = this.options.file;
+    if (!file) return;
+    this.ready ??= mkdir(dirname(file), { recursive: true });
+    await this.ready;
+    await appendFile(file, events.map((e) => `${JSON.stringify(e)}\n`).join(''));
+  }
+
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+}
