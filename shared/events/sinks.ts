@@ -3,7 +3,7 @@
 import { appendFile, mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
 
-import type { EventData } from '@azure/event-hubs';
+import type { EventData, EventHubClientOptions } from '@azure/event-hubs';
 import { EventHubProducerClient } from '@azure/event-hubs';
 import { DefaultAzureCredential } from '@azure/identity';
 
@@ -29,15 +29,21 @@ export class EventHubsSink implements EventSink {
   readonly description: string;
   private readonly producer: EventHubProducerClient;
 
-  constructor(target: EventHubsTarget) {
+  /** `options`: the client's own (retries); the defaults suit Azure. */
+  constructor(target: EventHubsTarget, options: EventHubClientOptions = {}) {
     if (target.kind === 'identity') {
       // DefaultAzureCredential picks the user-assigned identity named by AZURE_CLIENT_ID.
-      this.producer = new EventHubProducerClient(target.namespace, target.hubName, new DefaultAzureCredential());
+      this.producer = new EventHubProducerClient(
+        target.namespace,
+        target.hubName,
+        new DefaultAzureCredential(),
+        options,
+      );
       this.description = `Event Hubs ${target.namespace}/${target.hubName} (identity)`;
     } else {
       this.producer = target.hubName
-        ? new EventHubProducerClient(target.connectionString, target.hubName)
-        : new EventHubProducerClient(target.connectionString);
+        ? new EventHubProducerClient(target.connectionString, target.hubName, options)
+        : new EventHubProducerClient(target.connectionString, options);
       this.description = `Event Hubs ${this.producer.fullyQualifiedNamespace}/${this.producer.eventHubName}`;
     }
   }
