@@ -286,7 +286,7 @@ export class Outbox {
 
 /**
  * Group commit of marker writes or deletes: everything waiting when a batch starts goes in one Table transaction per
- * shard partition (≤ 100 rows), a few batches in flight at once.
+ * shard partition (≤ 100 rows), one batch in flight: what arrives meanwhile goes in the next one.
  */
 class GroupWriter {
   private readonly waiting: { entity: MarkerEntity; done: (err?: Error) => void }[] = [];
@@ -306,7 +306,7 @@ class GroupWriter {
   }
 
   private flush(shard?: () => string): void {
-    while (this.inFlight < 4 && this.waiting.length > 0) {
+    while (this.inFlight < 1 && this.waiting.length > 0) {
       const partition = shard?.();
       const batch = partition
         ? this.waiting.splice(0, BATCH)

@@ -61,7 +61,9 @@ describe('npm run bench, smoke size', () => {
       }
     }
     expect(report.ratios.every((r) => Number.isFinite(r.ratio) && r.ratio > 0)).toBe(true);
-    expect(report.bulkCreate).toMatchObject({ enrollments: 40, failed: 0, tableRequestsPerEnrollment: 1 });
+    expect(report.bulkCreate).toMatchObject({ enrollments: 40, failed: 0 });
+    // One write per enrollment, plus its event's outbox marker and the marker's removal, both group-committed.
+    expect(report.bulkCreate.tableRequestsPerEnrollment).toBeLessThanOrEqual(1.5);
     const sources = readdirSync(join(root, 'functions')).filter((f) => f.endsWith('.ts'));
     expect(report.coldImport?.functions.files).toHaveLength(sources.length);
   }, 120_000);
