@@ -1,0 +1,110 @@
+// Races of one device against itself, with real concurrency against the dev stack: however registrations race (case
+// variants of one registration ID, individual enrollment or group), the hubs end up with exactly one identity.
+import { randomBytes } from 'node:crypto';
+
+import { Registry } from 'azure-iothub';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import type { Stack } from '../../dev/stack';
+import { createSas } from '../../shared/http/sas';
+import { deriveKey } from '../support/device';
+import { rawRequest } from '../support/rawHttps';
+import { startTestStack } from '../support/stack';
+
+/** `count` distinct letter-case spellings of `id` (bit i of the index upper-cases its i-th letter). */
+function caseVariants(id: string, count: number): string[] {
+  const letters = [...id].flatMap((c, i) => (/[a-z]/i.test(c) ? [i] : []));
+  expect(2 ** letters.length).toBeGreaterThanOrEqual(count);
+  return Array.from({ length: count }, (_, n) => {
+    const chars = [...id.toLowerCase()];
+    letters.forEach((at, bit) => {
+      if ((n >> bit) & 1) chars[at] = (chars[at] ?? '').toUpperCase();
+    });
+    return chars.join('');
+  });
+}
+
+describe('concurrent registrations of one device', () => {
+  let stack: Stack;
+  let registry: Registry;
+  const groupKey = randomBytes(64).toString('base64');
+  const individualKey = randomBytes(32).toString('base64');
+
+  beforeAll(async () => {
+    stack = await startTestStack();
+    await stack.services.groups.save({
+      enrollmentGroupId: 'race-group',
+      attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: groupKey } },
+    });
+    await stack.services.enrollments.save({
+      registrationId: 'Race-Individual-1',
+      attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: individualKey } },
+    });
+    stack.services.invalidateCaches();
+    registry = Registry.fromConnectionString(stack.hubs[0]?.connectionString ?? '');
+  });
+
+  afterAll(async () => {
+    await stack?.stop();
+  });
+
+  /** 40 PUTs at once, each spelling the ID differently, each signed as that spelling must be. */
+  async function race(id: string, keyFor: (spelling: string) => string) {
+    const spellings = caseVariants(id, 40);
+    const answers = await Promise.all(
+      spellings.map((spelling) =>
+        rawRequest(stack.deviceEndpoint, 'PUT', `/${stack.idScope}/registrations/${spelling}/register`, '{}', {
+          Authorization: createSas(
+            `${stack.idScope}/registrations/${spelling}`,
+            keyFor(spelling),
+            9_999_999_999,
+            'registration',
+          ),
+          'Content-Type': 'application/json',
+        }),
+      ),
+    );
+    return { spellings, answers };
+  }
+
+  /** The hub devices whose ID is a spelling of `id`. */
+  async function hubDevicesOf(spellings: string[]): Promise<string[]> {
+    const found: string[] = [];
+    for (const spelling of spellings) {
+      try {
+        await registry.get(spelling);
+        found.push(spelling);
+      } catch {
+        // not on the hub
+      }
+    }
+    return found;
+  }
+
+  for (const kind of ['individual', 'group'] as const) {
+    it(`40 case variants of one ${kind} registration racing leave exactly one hub identity`, async () => {
+      const id = kind === 'individual' ? 'race-individual-1' : 'race-group-dev-1';
+      const before = stack.hubs[0]?.deviceCount() ?? 0;
+      const { spellings, answers } = await race(id, (spelling) =>
+        kind === 'individual' ? individualKey : deriveKey(groupKey, spelling),
+      );
+
+      // Winners (and later re-registrations) are 202; a racer that lost the row is DPS's 409/409203.
+      for (const answer of answers) {
+        expect([202, 409]).toContain(answer.status);
+        if (answer.status === 409) expect((answer.json as { errorCode: number }).errorCode).toBe(409203);
+      }
+      const accepted = answers.filter((a) => a.status === 202).map((a) => a.json as { status: string });
+      expect(accepted.length).toBeGreaterThanOrEqual(1);
+      expect(accepted.every((a) => a.status === 'assigned')).toBe(true);
+
+      expect((stack.hubs[0]?.deviceCount() ?? 0) - before).toBe(1);
+      const onHub = await hubDevicesOf(spellings);
+      expect(onHub).toHaveLength(1);
+      // An individual enrollment's device ID is its registration ID as the enrollment spells it.
+      if (kind === 'individual') expect(onHub).toEqual(['Race-Individual-1']);
+      const committed = await stack.services.devices.getRegistration(id);
+      expect(committed?.value.state).toMatchObject({ status: 'assigned', deviceId: onHub[0] });
+    });
+  }
+});
