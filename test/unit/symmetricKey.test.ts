@@ -2,10 +2,12 @@ import { createHmac } from 'node:crypto';
 
 import { describe, expect, it } from 'vitest';
 
-import { attestSymmetricKey, deriveDeviceKey } from '../../shared/attestation/symmetricKey';
+import type { Hmac } from '../../shared/attestation/symmetricKey';
+import { attestSymmetricKey, deriveDeviceKey, SymmetricKeyAttestor } from '../../shared/attestation/symmetricKey';
 import type { EnrollmentGroup, IndividualEnrollment } from '../../shared/domain/enrollment';
 import type { SasToken } from '../../shared/http/sas';
 import { parseSas } from '../../shared/http/sas';
+import type { DeviceRequest } from '../../shared/registration/deviceRequest';
 import { expect401 } from '../support/dpsError';
 
 const SCOPE = '0ne00000A0A';
@@ -214,6 +216,98 @@ describe('attestSymmetricKey: resource and expiry', () => {
     const expired = Math.floor(NOW.getTime() / 1000) - 1;
     expect401(() =>
       attestSymmetricKey(token(IND_PRIMARY, RESOURCE, expired), RESOURCE, REG_ID, individual(IND_PRIMARY), [], NOW),
+    );
+  });
+});
+
+describe('SymmetricKeyAttestor: the same work whether or not the registration ID is enrolled', () => {
+  const counting = () => {
+    const counter = { hmacs: 0 };
+    const hmac: Hmac = (key, data) => {
+      counter.hmacs++;
+      return createHmac('sha256', key).update(data, 'utf8').digest();
+    };
+    return { counter, attestor: new SymmetricKeyAttestor(hmac) };
+  };
+  // Five symmetric-key groups (one with a primary key only: 9 group keys) and an X.509 group, which is not tried.
+  const groups: EnrollmentGroup[] = [
+    group('g1', b64('g1-primary-key-material-32-bytes'), b64('g1-secondary-key-material-32byte')),
+    group('g2', b64('g2-primary-key-material-32-bytes'), b64('g2-secondary-key-material-32byte')),
+    group('g3', b64('g3-primary-key-material-32-bytes')),
+    group('g4', b64('g4-primary-key-material-32-bytes'), b64('g4-secondary-key-material-32byte')),
+    group('g5', b64('g5-primary-key-material-32-bytes'), b64('g5-secondary-key-material-32byte')),
+    { enrollmentGroupId: 'x', attestation: { type: 'x509' } },
+  ];
+  const EXPECTED_HMACS = 2 + 2 * 9; // two individual-key slots, then derive + verify each group key
+
+  const request = (keyB64: string): DeviceRequest => ({
+    idScope: SCOPE,
+    registrationId: REG_ID,
+    sasToken: token(keyB64),
+    forceRegistration: false,
+  });
+  const work = (keyB64: string, individualEnrollment?: IndividualEnrollment): number => {
+    const { counter, attestor } = counting();
+    try {
+      attestor.attest(
+        request(keyB64),
+        { ...(individualEnrollment ? { individual: individualEnrollment } : {}), groups },
+        NOW,
+      );
+    } catch (err) {
+      expect(err).toMatchObject({ status: 401, errorCode: 401002 });
+    }
+    return counter.hmacs;
+  };
+
+  it('counts the same HMACs for an unknown ID, an enrolled individual (right or wrong key) and any group device', () => {
+    const counts = {
+      unknown: work(OTHER_GROUP_KEY),
+      individualRight: work(IND_PRIMARY, individual(IND_PRIMARY, IND_SECONDARY)),
+      individualWrong: work(OTHER_GROUP_KEY, individual(IND_PRIMARY, IND_SECONDARY)),
+      individualOneKey: work(IND_PRIMARY, individual(IND_PRIMARY)),
+      firstGroup: work(derive(b64('g1-primary-key-material-32-bytes'), REG_ID)),
+      lastGroupSecondary: work(derive(b64('g5-secondary-key-material-32byte'), REG_ID)),
+    };
+    expect(counts).toEqual({
+      unknown: EXPECTED_HMACS,
+      individualRight: EXPECTED_HMACS,
+      individualWrong: EXPECTED_HMACS,
+      individualOneKey: EXPECTED_HMACS,
+      firstGroup: EXPECTED_HMACS,
+      lastGroupSecondary: EXPECTED_HMACS,
+    });
+  });
+
+  it('still answers by the enrollment that signed: individual authoritative, else the first group that verifies', () => {
+    const { attestor } = counting();
+    const ind = attestor.attest(
+      request(IND_SECONDARY),
+      { individual: individual(IND_PRIMARY, IND_SECONDARY), groups },
+      NOW,
+    );
+    expect(ind).toMatchObject({
+      kind: 'individual',
+      hubAuthentication: { type: 'sas', primaryKey: IND_PRIMARY, secondaryKey: IND_SECONDARY },
+      registrationFields: { symmetricKey: {} },
+    });
+    const g5 = b64('g5-secondary-key-material-32byte');
+    const grp = attestor.attest(request(derive(g5, REG_ID)), { groups }, NOW);
+    expect(grp).toMatchObject({
+      kind: 'group',
+      enrollmentGroupId: 'g5',
+      hubAuthentication: { type: 'sas', secondaryKey: derive(g5, REG_ID) },
+      registrationFields: { symmetricKey: { enrollmentGroupId: 'g5' } },
+    });
+    // A recent attestation vouches for later requests signed by the same device keys only.
+    expect(grp.recent?.(request(derive(g5, REG_ID)), NOW)).toBe(true);
+    expect(grp.recent?.(request(OTHER_GROUP_KEY), NOW)).toBe(false);
+  });
+
+  it('refuses a request without a SAS token, naming what is missing', () => {
+    const { attestor } = counting();
+    expect(() => attestor.attest({ ...request(IND_PRIMARY), sasToken: null }, { groups }, NOW)).toThrow(
+      /SharedAccessSignature is missing/,
     );
   });
 });
