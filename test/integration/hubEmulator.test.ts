@@ -282,6 +282,27 @@ describe('our lean registry client against the emulator', () => {
     expect(await keyOf('lean-1')).toBe(Buffer.alloc(32, 2).toString('base64'));
   });
 
+  it('creates X.509 identities as the attestation says: selfSigned thumbprints, certificateAuthority', async () => {
+    const thumb = (n: number) => Buffer.alloc(20, n).toString('hex').toUpperCase();
+    await client.upsertDevice({
+      deviceId: 'lean-x509-1',
+      authentication: { type: 'selfSigned', primaryThumbprint: thumb(1), secondaryThumbprint: thumb(2) },
+      iotEdge: false,
+    });
+    await client.upsertDevice({
+      deviceId: 'lean-x509-2',
+      authentication: { type: 'certificateAuthority' },
+      iotEdge: false,
+    });
+    const selfSigned = (await registry.get('lean-x509-1')).responseBody.authentication;
+    expect(selfSigned).toMatchObject({
+      type: 'selfSigned',
+      x509Thumbprint: { primaryThumbprint: thumb(1), secondaryThumbprint: thumb(2) },
+    });
+    const ca = (await registry.get('lean-x509-2')).responseBody.authentication as { type?: string } | undefined;
+    expect(ca?.type).toBe('certificateAuthority');
+  });
+
   it('updates first when the device likely exists, and still creates it when it does not', async () => {
     await client.upsertDevice(identity('lean-2', Buffer.alloc(32, 3).toString('base64')), true);
     expect(await keyOf('lean-2')).toBe(Buffer.alloc(32, 3).toString('base64'));

@@ -1,5 +1,6 @@
 import { describe, expect, it, vi } from 'vitest';
 
+import type { Attestors } from '../../shared/attestation/attestation';
 import { deriveDeviceKey, SymmetricKeyAttestor } from '../../shared/attestation/symmetricKey';
 import type { EnrollmentGroup, IndividualEnrollment, InitialTwin } from '../../shared/domain/enrollment';
 import type { LinkedHub } from '../../shared/domain/linkedHub';
@@ -175,7 +176,7 @@ function setup(groups: EnrollmentGroup[] = [GROUP]) {
   return setupWith({ groups });
 }
 
-function setupWith(options: { groups?: EnrollmentGroup[]; hubDeadlineMs?: number }) {
+function setupWith(options: { groups?: EnrollmentGroup[]; hubDeadlineMs?: number; attestors?: Attestors }) {
   const groups = options.groups ?? [GROUP];
   const devices = new FakeDevices();
   const hubs = new FakeHubs();
@@ -194,7 +195,7 @@ function setupWith(options: { groups?: EnrollmentGroup[]; hubDeadlineMs?: number
       get: () => Promise.resolve(configuration),
     },
     hubs,
-    attestors: { symmetricKey: new SymmetricKeyAttestor() },
+    attestors: options.attestors ?? { symmetricKey: new SymmetricKeyAttestor() },
     recentAttestations,
     clock: () => new Date(now),
     budgetMs: BUDGET_MS,
@@ -792,5 +793,62 @@ describe('RegistrationService: operations and status lookup', () => {
     const { service } = setup();
     await service.register(deviceRequest('device-1'));
     expect(await dpsErrorOf(service.statusLookup(deviceRequest('device-2')))).toMatchObject({ status: 404 });
+  });
+});
+
+describe('RegistrationService: the attestation seam', () => {
+  const CERT_INFO = {
+    subjectName: 'CN=x509-dev-1',
+    sha1Thumbprint: 'AA',
+    sha256Thumbprint: 'BB',
+    issuerName: 'CN=intermediate',
+    notBeforeUtc: '2024-01-01T00:00:00Z',
+    notAfterUtc: '2025-01-01T00:00:00Z',
+    serialNumber: '01',
+    version: 3,
+  };
+  const CA_GROUP: EnrollmentGroup = { enrollmentGroupId: 'ca-group', attestation: { type: 'x509' } };
+
+  it('any mechanism: the hub device is created from hubAuthentication, the state gets registrationFields', async () => {
+    const { service, hubs, devices } = setupWith({
+      groups: [CA_GROUP],
+      attestors: {
+        x509: {
+          mechanism: 'x509',
+          attest: (_request, candidates) => {
+            const group = candidates.groups.find((g) => g.enrollmentGroupId === 'ca-group');
+            if (!group) throw new Error('no group');
+            return {
+              kind: 'group',
+              enrollment: group,
+              enrollmentGroupId: 'ca-group',
+              hubAuthentication: { type: 'certificateAuthority' },
+              registrationFields: { x509: { enrollmentGroupId: 'ca-group', certificateInfo: CERT_INFO } },
+            };
+          },
+        },
+      },
+    });
+    const request: DeviceRequest = {
+      idScope: SCOPE,
+      registrationId: 'x509-dev-1',
+      sasToken: null,
+      clientCertificate: 'MIIB',
+      forceRegistration: false,
+    };
+    const body = bodyOf(await service.register(request));
+    expect(body.registrationState).toMatchObject({
+      status: 'assigned',
+      deviceId: 'x509-dev-1',
+      x509: { enrollmentGroupId: 'ca-group', certificateInfo: CERT_INFO },
+    });
+    expect(body.registrationState.symmetricKey).toBeUndefined();
+    expect(hubs.upserts()).toEqual([
+      { deviceId: 'x509-dev-1', authentication: { type: 'certificateAuthority' }, iotEdge: false },
+    ]);
+    // No `recent` check: the next poll attests again (the partition read), as DPS verifies certificates every time.
+    const loads = devices.loads;
+    expect((await service.operationStatus(request, body.operationId)).status).toBe(200);
+    expect(devices.loads).toBe(loads + 1);
   });
 });

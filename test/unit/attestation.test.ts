@@ -1,0 +1,60 @@
+import { describe, expect, it } from 'vitest';
+
+import type { Attestation, Attestor } from '../../shared/attestation/attestation';
+import { chooseAttestor, presentedMechanism } from '../../shared/attestation/attestation';
+import { SymmetricKeyAttestor } from '../../shared/attestation/symmetricKey';
+import type { IndividualEnrollment } from '../../shared/domain/enrollment';
+import { createSas, parseSas } from '../../shared/http/sas';
+import type { DeviceRequest } from '../../shared/registration/deviceRequest';
+import { dpsErrorFrom } from '../support/dpsError';
+
+const base: DeviceRequest = {
+  idScope: '0ne00000A0A',
+  registrationId: 'dev-1',
+  sasToken: null,
+  forceRegistration: false,
+};
+const sas = parseSas(
+  createSas('0ne00000A0A/registrations/dev-1', Buffer.alloc(32, 1).toString('base64'), 9_999_999_999),
+);
+const fake = (mechanism: Attestor['mechanism']): Attestor => ({
+  mechanism,
+  attest: () => Promise.reject<Attestation>(new Error('not called here')),
+});
+const attestors = { symmetricKey: new SymmetricKeyAttestor(), x509: fake('x509'), tpm: fake('tpm') };
+const enrolled = (type: 'x509' | 'tpm' | 'symmetricKey'): IndividualEnrollment => ({
+  registrationId: 'dev-1',
+  attestation: { type },
+});
+
+describe('choosing the attestor', () => {
+  it('by what the request presents: a TPM body, else a client certificate, else a SAS token', () => {
+    const tpm = { endorsementKey: 'AAAA' };
+    expect(presentedMechanism({ ...base, tpm, clientCertificate: 'MII', sasToken: sas })).toBe('tpm');
+    expect(presentedMechanism({ ...base, clientCertificate: 'MII', sasToken: sas })).toBe('x509');
+    expect(presentedMechanism({ ...base, sasToken: sas })).toBe('symmetricKey');
+    expect(presentedMechanism(base)).toBeUndefined();
+    expect(chooseAttestor(attestors, { ...base, clientCertificate: 'MII' }, undefined).mechanism).toBe('x509');
+  });
+
+  it("an individual enrollment's attestation type is authoritative (a SAS poll of a TPM device goes to TPM)", () => {
+    expect(chooseAttestor(attestors, { ...base, sasToken: sas }, enrolled('tpm')).mechanism).toBe('tpm');
+    expect(chooseAttestor(attestors, { ...base, sasToken: sas }, enrolled('x509')).mechanism).toBe('x509');
+    expect(chooseAttestor(attestors, { ...base, clientCertificate: 'MII' }, enrolled('symmetricKey')).mechanism).toBe(
+      'symmetricKey',
+    );
+  });
+
+  it('no credential, or a mechanism this service does not run, is a 401 that says so', () => {
+    expect(dpsErrorFrom(() => chooseAttestor(attestors, base, undefined))).toMatchObject({
+      status: 401,
+      errorCode: 401002,
+      message: expect.stringMatching(/No credential was presented/) as string,
+    });
+    const onlySas = { symmetricKey: new SymmetricKeyAttestor() };
+    expect(dpsErrorFrom(() => chooseAttestor(onlySas, { ...base, sasToken: sas }, enrolled('x509')))).toMatchObject({
+      status: 401,
+      message: 'X.509 attestation is not available on this service.',
+    });
+  });
+});
