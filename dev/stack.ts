@@ -5,7 +5,9 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 import type { Services } from '../shared/services';
-import { ROOT_POLICY, services } from '../shared/services';
+import type { AzureClientOverrides } from '../shared/identity';
+import { setAzureClientOverrides } from '../shared/identity';
+import { ROOT_POLICY, resetServices, services } from '../shared/services';
 import type { AzuriteTables } from './azurite';
 import { startAzuriteTables } from './azurite';
 import { createDevCertificates } from './certs';
@@ -53,6 +55,8 @@ export interface StackOptions {
   onRequest?: Parameters<typeof startDevHost>[1]['onRequest'];
   /** How often the dev host runs the events sweep (the timer function's job in Azure); default 10 s. */
   eventSweepMs?: number;
+  /** A credential (e.g. a static token for emulators) instead of DefaultAzureCredential. */
+  azure?: AzureClientOverrides;
 }
 
 export interface Stack {
@@ -132,6 +136,9 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     };
     Object.assign(process.env, settings);
 
+    // A stack is a fresh instance: settings read again, caches and data keys empty.
+    setAzureClientOverrides(options.azure ?? {});
+    resetServices();
     const svc = await services();
     stoppers.push(() => svc.events.outbox.drain());
     // The dev host serves HTTP only: the timer function's sweep runs here on an interval.

@@ -6,11 +6,17 @@ import type { EventHubsTarget } from './events/sinks';
 export interface Config {
   /** The ID scope devices use, e.g. 0ne00000A0A. */
   idScope: string;
-  /** Table Storage connection string (`UseDevelopmentStorage=true` for Azurite). */
-  tablesConnectionString: string;
+  /** Table Storage connection string (`UseDevelopmentStorage=true` for Azurite); absent when `tablesEndpoint` is set. */
+  tablesConnectionString?: string;
+  /** Table service URL reached with the Azure credential (managed identity), e.g. `https://acct.table.core.windows.net`. */
+  tablesEndpoint?: string;
   tablePrefix: string;
-  /** 32-byte master key for the local key provider (base64). */
-  masterKey: Buffer;
+  /** Client ID of the user-assigned managed identity the Azure credential uses (`AZURE_CLIENT_ID`). */
+  azureClientId?: string;
+  /** Key Vault key provider: the vault URL and the key-encryption key's name. Absent: the local provider. */
+  keyVault?: { url: string; keyName: string };
+  /** 32-byte master key for the local key provider (base64); optional when Key Vault is configured. */
+  masterKey?: Buffer;
   /** How long a register PUT waits for the IoT hub before answering `assigning`. */
   registerBudgetMs: number;
   /** Wall-clock deadline of a registration's hub step (and of each hub call); also when a poll takes it over. */
@@ -59,8 +65,18 @@ export class ConfigError extends Error {}
 type Env = Record<string, string | undefined>;
 
 export function loadConfig(env: Env = process.env): Config {
-  const masterKey = Buffer.from(required(env, 'DPS_MASTER_KEY'), 'base64');
-  if (masterKey.length !== 32) throw new ConfigError('DPS_MASTER_KEY must be the base64 of 32 random bytes.');
+  const keyVault = keyVaultSettings(env);
+  // With Key Vault the master key is only needed to open values sealed before by the local provider.
+  const rawMasterKey = keyVault ? env.DPS_MASTER_KEY?.trim() : required(env, 'DPS_MASTER_KEY');
+  const masterKey = rawMasterKey ? Buffer.from(rawMasterKey, 'base64') : undefined;
+  if (masterKey && masterKey.length !== 32) {
+    throw new ConfigError('DPS_MASTER_KEY must be the base64 of 32 random bytes.');
+  }
+  const tablesEndpoint = env.DPS_TABLES_ENDPOINT?.trim();
+  if (tablesEndpoint && !/^https?:\/\/[^\s/]+/i.test(tablesEndpoint)) {
+    throw new ConfigError(`The setting DPS_TABLES_ENDPOINT must be a URL like https://account.table.core.windows.net.`);
+  }
+  const azureClientId = env.AZURE_CLIENT_ID?.trim();
   const hubCaFile = env.DPS_HUB_CA_FILE?.trim();
   const serviceOwnerKey = env.DPS_SERVICE_OWNER_KEY?.trim();
   if (serviceOwnerKey && !BASE64.test(serviceOwnerKey)) {
@@ -73,9 +89,15 @@ export function loadConfig(env: Env = process.env): Config {
   if (maxSasLifetimeSeconds < 1) throw new ConfigError('The setting DPS_MAX_SAS_LIFETIME_SECONDS must be at least 1.');
   return {
     idScope: required(env, 'DPS_ID_SCOPE'),
-    tablesConnectionString: env.DPS_TABLES_CONNECTION_STRING?.trim() || required(env, 'AzureWebJobsStorage'),
+    ...(tablesEndpoint
+      ? { tablesEndpoint: tablesEndpoint.replace(/\/+$/, '') }
+      : {
+          tablesConnectionString: env.DPS_TABLES_CONNECTION_STRING?.trim() || required(env, 'AzureWebJobsStorage'),
+        }),
     tablePrefix: matching(env, 'DPS_TABLE_PREFIX', 'dps', /^[A-Za-z][A-Za-z0-9]{0,40}$/),
-    masterKey,
+    ...(azureClientId ? { azureClientId } : {}),
+    ...(keyVault ? { keyVault } : {}),
+    ...(masterKey ? { masterKey } : {}),
     registerBudgetMs: integer(env, 'DPS_REGISTER_BUDGET_MS', 5000),
     hubTimeoutMs: integer(env, 'DPS_HUB_TIMEOUT_MS', 10_000),
     retryAfterSeconds: integer(env, 'DPS_RETRY_AFTER_SECONDS', 3),
@@ -150,6 +172,17 @@ function latencyTable(env: Env): Map<string, number> {
   }
 }
 
+/** DPS_KEY_VAULT_URL (+ DPS_KEY_VAULT_KEY, default `dps-kek`) selects the Key Vault key provider. */
+function keyVaultSettings(env: Env): Config['keyVault'] {
+  const url = env.DPS_KEY_VAULT_URL?.trim();
+  if (!url) return undefined;
+  if (!/^https:\/\/[^\s/]+\/?$/i.test(url)) {
+    throw new ConfigError(`The setting DPS_KEY_VAULT_URL must be a vault URL like https://name.vault.azure.net/.`);
+  }
+  const keyName = matching(env, 'DPS_KEY_VAULT_KEY', 'dps-kek', /^[A-Za-z0-9-]{1,127}$/);
+  return { url: url.replace(/\/+$/, ''), keyName };
+}
+
 function required(env: Env, key: string): string {
   const value = env[key]?.trim();
   if (!value) throw new ConfigError(`The setting ${key} is required but not set.`);
@@ -170,6 +203,11 @@ function matching(env: Env, key: string, fallback: string, pattern: RegExp): str
 }
 
 let current: Config | undefined;
+
+/** Forgets the configuration read before: the next use reads the environment again (dev hosts, tests). */
+export function resetConfig(): void {
+  current = undefined;
+}
 
 /** The process's configuration, read from the environment on first use. */
 export function config(): Config {

@@ -6,7 +6,7 @@ import { createSecureContext, rootCertificates } from 'node:tls';
 import { SymmetricKeyAttestor } from './attestation/symmetricKey';
 import type { Config } from './config';
 import type { EnrollmentGroup, IndividualEnrollment } from './domain/enrollment';
-import { config } from './config';
+import { config, resetConfig } from './config';
 import { RIGHTS } from './domain/serviceConfig';
 import type { EventOrigin } from './events/catalogue';
 import { eventSource } from './events/catalogue';
@@ -16,6 +16,7 @@ import { Outbox } from './events/outbox';
 import { EventHubsSink, LocalSink } from './events/sinks';
 import { HubClients } from './hubs/registryClient';
 import { setMaxSasLifetime } from './http/sas';
+import { azureClientOverrides, azureCredential } from './identity';
 import { ServiceAuthorizer } from './management/auth';
 import { ConfigurationManager } from './management/configuration';
 import { EnrollmentManager, enrollmentEtag, groupKind, individualKind } from './management/enrollments';
@@ -23,11 +24,15 @@ import { RegistrationStateManager } from './management/registrations';
 import type { RecentAttestation } from './registration/service';
 import { RegistrationService } from './registration/service';
 import { SecretBox } from './secrets/envelope';
+import type { KeyProvider } from './secrets/keyProvider';
+import { chainProviders } from './secrets/keyProvider';
+import { KeyVaultKeyProvider } from './secrets/keyVaultKeyProvider';
 import { LocalKeyProvider } from './secrets/localKeyProvider';
 import { RecentMap, TtlCache } from './storage/cache';
 import { DeviceRepository } from './storage/devices';
 import { EnrollmentTable, groupLayout, individualLayout } from './storage/enrollmentTable';
 import { ServiceConfigStore } from './storage/serviceConfig';
+import { DataKeyTable } from './storage/dataKeys';
 import { createTables } from './storage/tables';
 
 export const ROOT_POLICY = 'provisioningserviceowner';
@@ -53,8 +58,15 @@ export interface Services {
 
 export function createServices(cfg: Config): { ready: Promise<void>; services: Services } {
   setMaxSasLifetime(cfg.maxSasLifetimeSeconds);
-  const tables = createTables({ connectionString: cfg.tablesConnectionString, prefix: cfg.tablePrefix });
-  const secrets = new SecretBox(new LocalKeyProvider(cfg.masterKey));
+  // Built on first use only: a deployment on connection strings and the local key provider never needs it.
+  const credential = () => azureCredential(cfg.azureClientId);
+  const tables = createTables({
+    prefix: cfg.tablePrefix,
+    ...(cfg.tablesEndpoint
+      ? { endpoint: cfg.tablesEndpoint, credential: credential() }
+      : { connectionString: cfg.tablesConnectionString }),
+  });
+  const secrets = new SecretBox(keyProvider(cfg, credential), new DataKeyTable(tables.config));
   const enrollments = new EnrollmentTable(tables.devices, secrets, individualLayout);
   const groups = new EnrollmentTable(tables.groups, secrets, groupLayout);
   const configuration = new ServiceConfigStore(tables.config, secrets);
@@ -84,7 +96,7 @@ export function createServices(cfg: Config): { ready: Promise<void>; services: S
     devices,
     groups: { list: () => groupCache.get() },
     configuration: configCache,
-    hubs: new HubClients(agent, cfg.hubTimeoutMs),
+    hubs: new HubClients(agent, cfg.hubTimeoutMs, credential),
     attestors: { symmetricKey: new SymmetricKeyAttestor() },
     recentAttestations,
     clock: () => new Date(),
@@ -119,6 +131,7 @@ export function createServices(cfg: Config): { ready: Promise<void>; services: S
       serviceHostNames: cfg.serviceHostNames,
       changed: invalidateCaches,
       events,
+      rewrapDataKeys: () => secrets.rewrap(),
     }),
   };
   return {
@@ -137,6 +150,24 @@ export function createServices(cfg: Config): { ready: Promise<void>; services: S
   };
 }
 
+/** Key Vault when configured (the local master key, if also set, still opens what it sealed before); else local. */
+function keyProvider(cfg: Config, credential: () => ReturnType<typeof azureCredential>): KeyProvider {
+  const local = cfg.masterKey ? new LocalKeyProvider(cfg.masterKey) : undefined;
+  if (cfg.keyVault) {
+    const keyVault = new KeyVaultKeyProvider({
+      vaultUrl: cfg.keyVault.url,
+      keyName: cfg.keyVault.keyName,
+      credential: credential(),
+      ...(azureClientOverrides().disableChallengeResourceVerification
+        ? { disableChallengeResourceVerification: true }
+        : {}),
+    });
+    return local ? chainProviders(keyVault, local) : keyVault;
+  }
+  if (!local) throw new Error('No key provider: set DPS_KEY_VAULT_URL or DPS_MASTER_KEY.');
+  return local;
+}
+
 /**
  * One keep-alive agent for every hub. An extra trusted CA is built into a secure context once: passed as `ca`, Node
  * would join the whole root store into the pool key on every request and parse ~145 certificates per new socket.
@@ -148,6 +179,15 @@ function hubAgent(caFile: string | undefined): Agent {
 }
 
 let instance: Promise<Services> | undefined;
+
+/**
+ * Forgets the instance's services and configuration, so the next request builds them afresh from the environment
+ * (caches and data keys empty), as a new instance would. For dev hosts and tests that start a stack per process.
+ */
+export function resetServices(): void {
+  instance = undefined;
+  resetConfig();
+}
 
 /** The instance's services, built on first use; tables are created before the first request is served. */
 export function services(): Promise<Services> {

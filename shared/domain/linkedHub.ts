@@ -3,8 +3,11 @@
 export interface LinkedHub {
   /** The hub's host name as devices see it, e.g. `contoso.azure-devices.net`. */
   hostName: string;
-  /** `HostName=…;SharedAccessKeyName=…;SharedAccessKey=…` with registry write rights. A secret. */
-  connectionString: string;
+  /**
+   * `HostName=…;SharedAccessKeyName=…;SharedAccessKey=…` with registry write rights. A secret. Absent: the service
+   * calls the hub with its managed identity (Entra ID token; role "IoT Hub Registry Contributor" on the hub).
+   */
+  connectionString?: string;
   location?: string;
   /** 1–1000, default 1: the hub's share in hashed allocation. */
   allocationWeight: number;

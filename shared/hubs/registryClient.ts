@@ -3,6 +3,8 @@
 import { request as httpsRequest } from 'node:https';
 import type { Agent } from 'node:https';
 
+import type { TokenCredential } from '@azure/core-auth';
+
 import type { HubAuthentication } from '../attestation/attestation';
 import type { HubConnection, LinkedHub } from '../domain/linkedHub';
 import { parseHubConnectionString } from '../domain/linkedHub';
@@ -12,6 +14,8 @@ import { createSas } from '../http/sas';
 const API_VERSION = '2021-04-12';
 /** Default wall-clock deadline of one hub call (request sent to response fully read), when the caller sets none. */
 export const HUB_CALL_DEADLINE_MS = 10_000;
+/** Entra ID scope of IoT Hub's data plane (a hub linked without a connection string). */
+export const IOT_HUB_SCOPE = 'https://iothubs.azure.net/.default';
 
 export class HubError extends Error {
   constructor(
@@ -56,11 +60,14 @@ interface HubResponse {
   body: unknown;
 }
 
+/** How a hub is called: a connection string's key (SAS), or an Entra ID token from the service's identity. */
+export type HubAuth = HubConnection | { hostName: string; credential: TokenCredential };
+
 export class HubRegistryClient {
   private token: { value: string; renewAt: number } | undefined;
 
   constructor(
-    private readonly connection: HubConnection,
+    private readonly connection: HubAuth,
     private readonly agent: Agent,
     /** Wall-clock deadline of each call: a hub that trickles bytes cannot hold a request past it. */
     private readonly deadlineMs: number = HUB_CALL_DEADLINE_MS,
@@ -142,14 +149,22 @@ export class HubRegistryClient {
     throw new HubError(this.hostName, response.status, message);
   }
 
-  private authorization(): string {
+  private async authorization(): Promise<string> {
     const now = Date.now();
     if (!this.token || now >= this.token.renewAt) {
-      const expiry = Math.floor(now / 1000) + 3600;
-      this.token = {
-        value: createSas(this.connection.hostName, this.connection.key, expiry, this.connection.keyName),
-        renewAt: now + 3000 * 1000,
-      };
+      const connection = this.connection;
+      if ('credential' in connection) {
+        const token = await connection.credential.getToken(IOT_HUB_SCOPE);
+        if (!token) throw new HubError(this.hostName, 401, 'the service identity got no token for IoT Hub');
+        // Renewed five minutes before it expires (tokens last about an hour).
+        this.token = { value: `Bearer ${token.token}`, renewAt: token.expiresOnTimestamp - 300_000 };
+      } else {
+        const expiry = Math.floor(now / 1000) + 3600;
+        this.token = {
+          value: createSas(connection.hostName, connection.key, expiry, connection.keyName),
+          renewAt: now + 3000 * 1000,
+        };
+      }
     }
     return this.token.value;
   }
@@ -158,7 +173,7 @@ export class HubRegistryClient {
    * One HTTPS call with a wall-clock deadline on the whole exchange (connect, request, response fully read): an idle
    * timeout alone lets a hub that trickles a byte a second hold the call for ever. `signal` aborts it earlier.
    */
-  private send(
+  private async send(
     method: string,
     path: string,
     body?: unknown,
@@ -167,6 +182,7 @@ export class HubRegistryClient {
   ): Promise<HubResponse> {
     const [host, port] = splitHostPort(this.connection.hostName);
     const payload = body === undefined ? undefined : JSON.stringify(body);
+    const authorization = await this.authorization();
     return new Promise((resolve, reject) => {
       let settled = false;
       const finish = (err: Error | undefined, response?: HubResponse) => {
@@ -193,7 +209,7 @@ export class HubRegistryClient {
           path: `${path}?api-version=${API_VERSION}`,
           agent: this.agent,
           headers: {
-            Authorization: this.authorization(),
+            Authorization: authorization,
             Accept: 'application/json',
             ...(payload === undefined
               ? {}
@@ -230,23 +246,34 @@ function splitHostPort(hostName: string): [string, number] {
   return match?.[1] && match[2] ? [match[1], Number(match[2])] : [hostName, 443];
 }
 
-/** One client per hub connection string, reused across requests (keep-alive connections, cached SAS). */
+/** One client per hub connection string (or identity-linked hub), reused across requests (keep-alive, cached token). */
 export class HubClients {
   private readonly clients = new Map<string, HubRegistryClient>();
 
   constructor(
     private readonly agent: Agent,
     private readonly deadlineMs: number = HUB_CALL_DEADLINE_MS,
+    /** The service's identity, for hubs linked without a connection string. */
+    private readonly credential?: () => TokenCredential,
   ) {}
 
   for(hub: LinkedHub): HubRegistryClient {
-    let client = this.clients.get(hub.connectionString);
+    const cacheKey = hub.connectionString ?? `identity:${hub.hostName.toLowerCase()}`;
+    let client = this.clients.get(cacheKey);
     if (!client) {
-      const connection = parseHubConnectionString(hub.connectionString);
-      if (!connection) throw new Error(`The connection string of linked hub ${hub.hostName} is malformed.`);
-      client = new HubRegistryClient(connection, this.agent, this.deadlineMs);
-      this.clients.set(hub.connectionString, client);
+      client = new HubRegistryClient(this.auth(hub), this.agent, this.deadlineMs);
+      this.clients.set(cacheKey, client);
     }
     return client;
+  }
+
+  private auth(hub: LinkedHub): HubAuth {
+    if (hub.connectionString === undefined) {
+      if (!this.credential) throw new Error(`Linked hub ${hub.hostName} has no connection string and no identity.`);
+      return { hostName: hub.hostName, credential: this.credential() };
+    }
+    const connection = parseHubConnectionString(hub.connectionString);
+    if (!connection) throw new Error(`The connection string of linked hub ${hub.hostName} is malformed.`);
+    return connection;
   }
 }

@@ -21,13 +21,21 @@ import {
 import type { EventPorts } from '../events/outbox';
 import { recorded } from '../events/outbox';
 import type { JsonResult } from '../http/response';
+import type { RewrapResult } from '../secrets/envelope';
 import type { ServiceConfigStore } from '../storage/serviceConfig';
 import type { ServiceAuthorizer } from './auth';
 import type { ServiceRequest } from './serviceRequest';
 
 const MIN_POLICY_KEY_BYTES = 32;
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
-const HUB_FIELDS = new Set(['hostName', 'connectionString', 'location', 'allocationWeight', 'applyAllocationPolicy']);
+const HUB_FIELDS = new Set([
+  'hostName',
+  'connectionString',
+  'location',
+  'allocationWeight',
+  'applyAllocationPolicy',
+  'authentication', // read-only (GET shows it), accepted back and ignored
+]);
 const POLICY_FIELDS = new Set(['name', 'rights', 'primaryKey', 'secondaryKey']);
 const SETTINGS_FIELDS = new Set(['defaultAllocationPolicy', 'idScope', 'serviceHostNames', 'rootPolicyName']);
 
@@ -40,6 +48,8 @@ export interface ConfigurationPorts {
   changed: () => void;
   /** Every change is recorded with its event (names and rights, never connection strings or keys). */
   events?: EventPorts;
+  /** Re-wraps the envelope's data keys with the key provider's newest key (after a Key Vault key rotation). */
+  rewrapDataKeys: () => Promise<RewrapResult>;
 }
 
 export class ConfigurationManager {
@@ -51,7 +61,10 @@ export class ConfigurationManager {
     return { status: 200, body: linkedHubs.map(hubView) };
   }
 
-  /** Links a hub, or updates one; `connectionString` may be left out on update to keep the stored one. */
+  /**
+   * Links a hub, or updates one; `connectionString` may be left out on update to keep the stored one. A hub linked
+   * without one (or updated with `"connectionString": null`) is called with the service's managed identity.
+   */
   async putLinkedHub(request: ServiceRequest, hostName: string): Promise<JsonResult> {
     await this.ports.auth.require(request, 'ServiceConfig');
     assertHubHostName(hostName);
@@ -64,15 +77,21 @@ export class ConfigurationManager {
     const existing = (await this.ports.store.load()).linkedHubs.find(
       (h) => h.hostName.toLowerCase() === hostName.toLowerCase(),
     );
-    const connectionString = optionalString(body, 'connectionString') ?? existing?.connectionString;
-    if (!connectionString) throw invalid('connectionString', 'is required to link a new hub.');
-    const parsed = parseHubConnectionString(connectionString);
-    if (!parsed) throw invalid('connectionString', 'must be HostName=…;SharedAccessKeyName=…;SharedAccessKey=….');
-    if (parsed.hostName.toLowerCase() !== hostName.toLowerCase() || !isHubHostName(parsed.hostName)) {
-      throw invalid('connectionString', `names HostName '${parsed.hostName}', not '${hostName}'.`);
+    const connectionString =
+      body.connectionString === null
+        ? undefined
+        : (optionalString(body, 'connectionString') ?? existing?.connectionString);
+    let linkedHostName = existing?.hostName ?? hostName;
+    if (connectionString !== undefined) {
+      const parsed = parseHubConnectionString(connectionString);
+      if (!parsed) throw invalid('connectionString', 'must be HostName=…;SharedAccessKeyName=…;SharedAccessKey=….');
+      if (parsed.hostName.toLowerCase() !== hostName.toLowerCase() || !isHubHostName(parsed.hostName)) {
+        throw invalid('connectionString', `names HostName '${parsed.hostName}', not '${hostName}'.`);
+      }
+      // Checked here, as a key that can't sign would fail every device later allocated to this hub.
+      base64Key(parsed.key, 'connectionString.SharedAccessKey');
+      linkedHostName = parsed.hostName;
     }
-    // Checked here, as a key that can't sign would fail every device later allocated to this hub.
-    base64Key(parsed.key, 'connectionString.SharedAccessKey');
     const weight = body.allocationWeight ?? existing?.allocationWeight ?? 1;
     if (typeof weight !== 'number' || !Number.isInteger(weight) || weight < 1 || weight > 1000) {
       throw invalid('allocationWeight', 'must be a whole number from 1 to 1000.');
@@ -82,8 +101,8 @@ export class ConfigurationManager {
     const location = optionalString(body, 'location') ?? existing?.location;
     if (location !== undefined && location.length > 64) throw invalid('location', 'must be at most 64 characters.');
     const hub: LinkedHub = {
-      hostName: parsed.hostName,
-      connectionString,
+      hostName: linkedHostName,
+      ...(connectionString !== undefined ? { connectionString } : {}),
       ...(location ? { location } : {}),
       allocationWeight: weight,
       applyAllocationPolicy: apply,
@@ -210,6 +229,15 @@ export class ConfigurationManager {
     return { status: 200, body: this.settingsView(settings) };
   }
 
+  /**
+   * Beyond DPS: after the Key Vault key was rotated, re-wraps the data keys (a handful) with its newest version, so
+   * the old version can be disabled. Sealed values are not touched.
+   */
+  async rewrapDataKeys(request: ServiceRequest): Promise<JsonResult> {
+    await this.ports.auth.require(request, 'ServiceConfig');
+    return { status: 200, body: await this.ports.rewrapDataKeys() };
+  }
+
   private settingsView(settings: ServiceSettings): Record<string, unknown> {
     return {
       idScope: this.ports.idScope,
@@ -227,8 +255,8 @@ export class ConfigurationManager {
 }
 
 function hubView(hub: LinkedHub): Record<string, unknown> {
-  const { connectionString: _secret, ...view } = hub;
-  return view;
+  const { connectionString, ...view } = hub;
+  return { ...view, authentication: connectionString ? 'connectionString' : 'identity' };
 }
 
 function parseRights(value: unknown): Right[] {

@@ -1,7 +1,7 @@
 // Local key provider: AES-256-GCM key wrapping under a master key from settings (DPS_MASTER_KEY).
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
 
-import type { KeyProvider } from './keyProvider';
+import type { KeyProvider, WrappedKey } from './keyProvider';
 
 export class LocalKeyProvider implements KeyProvider {
   readonly keyId: string;
@@ -12,11 +12,15 @@ export class LocalKeyProvider implements KeyProvider {
     this.keyId = `local:${createHash('sha256').update(masterKey).digest('hex').slice(0, 16)}`;
   }
 
-  wrap(dataKey: Buffer): Promise<Buffer> {
+  wrap(dataKey: Buffer): Promise<WrappedKey> {
     const iv = randomBytes(12);
     const cipher = createCipheriv('aes-256-gcm', this.masterKey, iv);
     const body = Buffer.concat([cipher.update(dataKey), cipher.final()]);
-    return Promise.resolve(Buffer.concat([iv, cipher.getAuthTag(), body]));
+    return Promise.resolve({ keyId: this.keyId, wrapped: Buffer.concat([iv, cipher.getAuthTag(), body]) });
+  }
+
+  owns(keyId: string): boolean {
+    return keyId === this.keyId;
   }
 
   unwrap(wrapped: Buffer, keyId: string): Promise<Buffer> {

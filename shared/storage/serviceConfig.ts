@@ -38,7 +38,7 @@ export class ServiceConfigStore {
       if (row.rowKey.startsWith('hub:'))
         config.linkedHubs.push({
           ...(doc as Omit<LinkedHub, 'connectionString'>),
-          connectionString: secret.connectionString ?? '',
+          ...(secret.connectionString ? { connectionString: secret.connectionString } : {}),
         });
       else if (row.rowKey.startsWith('policy:')) {
         config.accessPolicies.push({
@@ -54,7 +54,8 @@ export class ServiceConfigStore {
 
   async putLinkedHub(hub: LinkedHub): Promise<void> {
     const { connectionString, ...doc } = hub;
-    await this.put(hubKey(hub.hostName), doc, { connectionString });
+    // A hub linked without a connection string has no secret: the service reaches it with its managed identity.
+    await this.put(hubKey(hub.hostName), doc, connectionString ? { connectionString } : undefined);
   }
 
   deleteLinkedHub(hostName: string): Promise<boolean> {

@@ -1,4 +1,6 @@
-// Table Storage clients for the service's tables, with a request counter (round trips are the cost model).
+// Table Storage clients for the service's tables, with a request counter (round trips are the cost model). Reached
+// with a connection string (Azurite, shared key) or with an endpoint and a token credential (managed identity).
+import type { TokenCredential } from '@azure/core-auth';
 import { TableClient } from '@azure/data-tables';
 import type { TableEntityResult, TableServiceClientOptions } from '@azure/data-tables';
 import { isRestError } from '@azure/core-rest-pipeline';
@@ -6,8 +8,11 @@ import { isRestError } from '@azure/core-rest-pipeline';
 import { invalidContinuationToken } from '../errors';
 
 export interface TableSettings {
-  /** `UseDevelopmentStorage=true` or a full connection string. */
-  connectionString: string;
+  /** `UseDevelopmentStorage=true` or a full connection string; used when no endpoint is given. */
+  connectionString?: string;
+  /** The table service URL, reached with `credential` (Entra ID: "Storage Table Data Contributor"). */
+  endpoint?: string;
+  credential?: TokenCredential;
   /** Table name prefix, so several instances (or test runs) can share one storage account. */
   prefix: string;
 }
@@ -29,8 +34,9 @@ export interface Tables {
 export const tableRequestCounter = { count: 0 };
 
 export function createTables(settings: TableSettings): Tables {
+  const { connectionString, endpoint, credential } = settings;
   const options: TableServiceClientOptions = {
-    allowInsecureConnection: /^UseDevelopmentStorage=true|TableEndpoint=http:/i.test(settings.connectionString),
+    allowInsecureConnection: /^UseDevelopmentStorage=true|TableEndpoint=http:/i.test(connectionString ?? ''),
     additionalPolicies: [
       {
         position: 'perRetry',
@@ -44,8 +50,12 @@ export function createTables(settings: TableSettings): Tables {
       },
     ],
   };
-  const client = (name: string) =>
-    TableClient.fromConnectionString(settings.connectionString, `${settings.prefix}${name}`, options);
+  const client = (name: string): TableClient => {
+    const table = `${settings.prefix}${name}`;
+    if (endpoint && credential) return new TableClient(endpoint, table, credential, options);
+    if (connectionString) return TableClient.fromConnectionString(connectionString, table, options);
+    throw new Error('Table Storage needs a connection string, or an endpoint and a credential.');
+  };
   const tables = {
     devices: client('Devices'),
     groups: client('Groups'),

@@ -183,6 +183,7 @@ describe('service API: authorization, validation, configuration', () => {
         location: stack.hubLocations[0], // kept from the stack's link, as the PUT leaves it out
         allocationWeight: 5,
         applyAllocationPolicy: true,
+        authentication: 'connectionString',
       });
       const list = await call('GET', '/linkedHubs');
       expect(list.text).not.toContain(hub.connectionString.split('SharedAccessKey=')[1] ?? '<none>');
@@ -191,7 +192,10 @@ describe('service API: authorization, validation, configuration', () => {
         400,
         /HostName/,
       );
-      expectDpsError(await call('PUT', '/linkedHubs/new.example.net', {}), 400, /connectionString/);
+      // Without a connection string, a hub is linked to be called with the service's identity.
+      const identityHub = await call('PUT', '/linkedHubs/new.example.net', {});
+      expect(identityHub.json).toMatchObject({ hostName: 'new.example.net', authentication: 'identity' });
+      expect((await call('DELETE', '/linkedHubs/new.example.net')).status).toBe(204);
     });
 
     it('sets the default allocation policy (custom is refused, as in DPS)', async () => {

@@ -7,6 +7,7 @@ import { beforeAll, describe, expect, inject, it } from 'vitest';
 import type { IndividualEnrollment } from '../../shared/domain/enrollment';
 import { DpsError } from '../../shared/errors';
 import { SecretBox } from '../../shared/secrets/envelope';
+import { DataKeyTable } from '../../shared/storage/dataKeys';
 import { LocalKeyProvider } from '../../shared/secrets/localKeyProvider';
 import { DeviceRepository } from '../../shared/storage/devices';
 import { EnrollmentTable, groupLayout, individualLayout } from '../../shared/storage/enrollmentTable';
@@ -18,7 +19,7 @@ const key = () => randomBytes(32).toString('base64');
 describe('Table repositories on Azurite', () => {
   const prefix = `s${randomBytes(4).toString('hex')}`;
   const tables = createTables({ connectionString: inject('tablesConnectionString'), prefix });
-  const secrets = new SecretBox(new LocalKeyProvider(randomBytes(32)));
+  const secrets = new SecretBox(new LocalKeyProvider(randomBytes(32)), new DataKeyTable(tables.config));
   const enrollments = new EnrollmentTable<IndividualEnrollment>(tables.devices, secrets, individualLayout);
   const groups = new EnrollmentTable(tables.groups, secrets, groupLayout);
   const devices = new DeviceRepository(tables.devices, enrollments);

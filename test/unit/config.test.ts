@@ -26,7 +26,7 @@ describe('loadConfig', () => {
     const cfg = loadConfig(base());
     expect(cfg.idScope).toBe('0ne00000A0A');
     expect(cfg.tablesConnectionString).toBe('UseDevelopmentStorage=true');
-    expect(cfg.masterKey.equals(MASTER)).toBe(true);
+    expect(cfg.masterKey?.equals(MASTER)).toBe(true);
     expect(cfg.tablePrefix).toBe('dps');
     expect(cfg.registerBudgetMs).toBe(5000);
     expect(cfg.retryAfterSeconds).toBe(3);

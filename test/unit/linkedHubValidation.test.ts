@@ -28,6 +28,7 @@ function setup(linkedHubs: LinkedHub[] = []) {
     rootPolicyName: 'provisioningserviceowner',
     serviceHostNames: [],
     changed: () => undefined,
+    rewrapDataKeys: () => Promise.reject(new Error('not used')),
   });
   const request = (body: unknown): ServiceRequest => ({ authorization: null, host: undefined, pageSize: 100, body });
   return { store, manager, request };
@@ -89,9 +90,48 @@ describe('ConfigurationManager: linked hubs', () => {
     );
     expect(res).toEqual({
       status: 200,
-      body: { hostName: 'localhost:8444', location: 'westeurope', allocationWeight: 3, applyAllocationPolicy: true },
+      body: {
+        hostName: 'localhost:8444',
+        location: 'westeurope',
+        allocationWeight: 3,
+        applyAllocationPolicy: true,
+        authentication: 'connectionString',
+      },
     });
     expect(store.putLinkedHub).toHaveBeenCalledOnce();
+  });
+
+  it('links a hub without a connection string: reached with the service identity', async () => {
+    const { store, manager, request } = setup();
+    const res = await manager.putLinkedHub(request({ location: 'westeurope', allocationWeight: 2 }), HOST);
+    expect(res.body).toEqual({
+      hostName: HOST,
+      location: 'westeurope',
+      allocationWeight: 2,
+      applyAllocationPolicy: true,
+      authentication: 'identity',
+    });
+    expect(store.putLinkedHub).toHaveBeenCalledWith({
+      hostName: HOST,
+      location: 'westeurope',
+      allocationWeight: 2,
+      applyAllocationPolicy: true,
+    });
+  });
+
+  it('"connectionString": null switches a hub to the identity; leaving it out keeps the stored one', async () => {
+    const linked = { hostName: HOST, connectionString: connection(), allocationWeight: 1, applyAllocationPolicy: true };
+    const kept = setup([linked]);
+    expect((await kept.manager.putLinkedHub(kept.request({ allocationWeight: 5 }), HOST)).body).toMatchObject({
+      allocationWeight: 5,
+      authentication: 'connectionString',
+    });
+    const switched = setup([linked]);
+    const res = await switched.manager.putLinkedHub(switched.request({ connectionString: null }), HOST);
+    expect(res.body).toMatchObject({ authentication: 'identity' });
+    expect(switched.store.putLinkedHub.mock.calls[0]).toEqual([
+      { hostName: HOST, allocationWeight: 1, applyAllocationPolicy: true },
+    ]);
   });
 
   it.each(['a/b', 'evil.com?x=1', 'x'.repeat(254)])('refuses the host name %j before touching storage', async (h) => {
