@@ -29,6 +29,9 @@ export interface AzuriteOptions {
   port?: number;
   /** A folder to persist tables in; in memory when absent. */
   location?: string;
+  /** Serve HTTPS with these PEM files; with `oauth: 'basic'` Azurite then accepts Entra ID-style bearer tokens. */
+  tls?: { certFile: string; keyFile: string };
+  oauth?: 'basic';
 }
 
 export function tablesConnectionString(url: string): string {
@@ -58,10 +61,10 @@ export async function startAzuriteTables(options: AzuriteOptions = {}): Promise<
     undefined,
     false, // loose
     true, // skipApiVersionCheck: the SDK may be newer than this Azurite
+    options.tls?.certFile ?? '',
+    options.tls?.keyFile ?? '',
     '',
-    '',
-    '',
-    undefined,
+    options.oauth,
     false, // disableProductStyleUrl
     inMemory,
   );

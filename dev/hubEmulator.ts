@@ -11,6 +11,7 @@ import { dirname } from 'node:path';
 
 import { BASE64, safeDecode } from '../shared/encoding';
 import { assertNotExpired, parseSas, verifySignature } from '../shared/http/sas';
+import { verifyDevToken } from './devCredential';
 
 export interface HubEmulatorOptions {
   tls: { cert: string; key: string };
@@ -20,6 +21,8 @@ export interface HubEmulatorOptions {
   keyName?: string;
   key?: string;
   persistFile?: string;
+  /** Also accept Entra ID-style bearer tokens from a DevTokenCredential with this secret (identity-linked hubs). */
+  tokenSecret?: Buffer;
 }
 
 export interface HubEmulator {
@@ -138,6 +141,9 @@ export async function startHubEmulator(options: HubEmulatorOptions): Promise<Hub
   };
 
   const authorized = (header: string | undefined): boolean => {
+    if (options.tokenSecret && header?.startsWith('Bearer ')) {
+      return verifyDevToken(header, options.tokenSecret, 'https://iothubs.azure.net');
+    }
     try {
       const token = parseSas(header);
       assertNotExpired(token, new Date());
