@@ -16,6 +16,8 @@ export interface BenchOptions {
   registerBudgetMs: number | undefined;
   /** Write a V8 CPU profile of the host process into this folder. */
   hostCpuProf: string | undefined;
+  /** Also run every level with the Key Vault key provider (against a local double) and compare. */
+  keyVault: boolean;
 }
 
 export const HELP = `Usage: npm run bench -- [options]
@@ -31,6 +33,8 @@ export const HELP = `Usage: npm run bench -- [options]
                            --smoke: 100; 0 = skip)
   --register-budget-ms <n> the host's DPS_REGISTER_BUDGET_MS (0 = every PUT answers 'assigning' and polls finish it)
   --host-cpu-prof <dir>    write a V8 CPU profile of the host process into <dir>
+  --key-vault              run each level again with the Key Vault key provider (a local double of Key Vault):
+                           Key Vault calls per registration and registrations/s beside the local provider's
   --help`;
 
 /** A bad command line: reported as one line and exit code 2, without a stack. */
@@ -58,6 +62,7 @@ function parse(argv: string[]): BenchOptions | 'help' {
       bulk: { type: 'string' },
       'register-budget-ms': { type: 'string' },
       'host-cpu-prof': { type: 'string' },
+      'key-vault': { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
     },
   });
@@ -80,6 +85,7 @@ function parse(argv: string[]): BenchOptions | 'help' {
         ? undefined
         : whole('register-budget-ms', values['register-budget-ms'], 0),
     hostCpuProf: values['host-cpu-prof'],
+    keyVault: values['key-vault'],
   };
 }
 

@@ -11,8 +11,10 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { tableRequestCounter } from '../shared/storage/tables';
 import type { CertificateFiles, ExternalHub, Stack } from '../dev/stack';
 import { startStack } from '../dev/stack';
+import { DevTokenCredential } from '../dev/devCredential';
 import type { HubReady, HubStart } from './hubProcess';
 import type { DriverMessage, HostMessage, HostStats } from './hostProtocol';
+import { devCaAgent } from './keyVault';
 import { cpuSecondsOf } from './processes';
 
 let stack: Stack | undefined;
@@ -75,6 +77,15 @@ process.on('message', (raw: DriverMessage) => {
           settings: options.settings,
           stateDir: options.stateDir,
           hubs: { count: 0, external: [external] },
+          ...(options.devTokenSecret
+            ? {
+                azure: {
+                  credential: new DevTokenCredential(Buffer.from(options.devTokenSecret, 'base64')),
+                  disableChallengeResourceVerification: true,
+                  agent: devCaAgent(options.certs),
+                },
+              }
+            : {}),
         }),
       )
       .then(

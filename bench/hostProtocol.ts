@@ -7,6 +7,8 @@ export interface HostStartOptions {
   /** DPS_* settings for the functions (scope, master key, table prefix, budgets). */
   settings: Record<string, string>;
   stateDir: string;
+  /** base64 secret of a DevTokenCredential: the host uses it (Key Vault double) instead of DefaultAzureCredential. */
+  devTokenSecret?: string;
 }
 
 export interface HostStats {

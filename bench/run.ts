@@ -24,6 +24,8 @@ import { DeviceClient, device } from './driver';
 import type { HostProcess } from './hostControl';
 import { startHostProcess } from './hostControl';
 import { runPool } from './pool';
+import type { KeyVaultBench, KeyVaultLevel } from './keyVault';
+import { formatKeyVault, startKeyVaultBench } from './keyVault';
 import { installCleanup, stopAll } from './processes';
 import { log } from './progress';
 import type { BenchReport } from './report';
@@ -46,6 +48,8 @@ interface RunEnvironment {
   settings: Record<string, string>;
   ownerKey: string;
   work: string;
+  /** `--key-vault`: the Key Vault double and the settings that select it. */
+  keyVault?: KeyVaultBench;
 }
 
 async function main(): Promise<number> {
@@ -87,17 +91,21 @@ async function main(): Promise<number> {
       },
     };
 
+    if (options.keyVault) env.keyVault = await startKeyVaultBench(certs);
     const tables = new TablesCeiling(azurite.connectionString);
     const scenarios: ScenarioResult[] = [];
     const ceiling: CeilingResult[] = [];
+    const keyVaultLevels: KeyVaultLevel[] = [];
     try {
       for (const concurrency of options.concurrency) {
         const level = await runLevel(env, tables, concurrency);
         ceiling.push(level.ceiling);
         scenarios.push(...level.scenarios);
+        if (env.keyVault) keyVaultLevels.push(await runKeyVaultLevel(env, env.keyVault, tables, concurrency));
       }
     } finally {
       await tables.dispose();
+      await env.keyVault?.double.close();
     }
     const bulkCreate = options.bulk > 0 ? await runBulkCreate(env) : null;
     await azurite.stop();
@@ -122,7 +130,12 @@ async function main(): Promise<number> {
       notAvailable: [...PLANNED],
       failed: scenarios.reduce((sum, s) => sum + s.failed, 0) + (bulkCreate?.failed ?? 0),
     };
-    process.stdout.write(options.json ? `${JSON.stringify(report, null, 2)}\n` : `\n${formatText(report)}\n`);
+    const keyVault = env.keyVault ? { keyVault: keyVaultLevels } : {};
+    process.stdout.write(
+      options.json
+        ? `${JSON.stringify({ ...report, ...keyVault }, null, 2)}\n`
+        : `\n${formatText(report)}\n${env.keyVault ? `\n${formatKeyVault(keyVaultLevels, scenarios)}\n` : ''}`,
+    );
     if (options.hostCpuProf) log(`host CPU profiles (one per host process) written to ${resolve(options.hostCpuProf)}`);
     return report.failed > 0 ? 1 : 0;
   } finally {
@@ -138,12 +151,14 @@ async function main(): Promise<number> {
 async function startHost(
   env: RunEnvironment,
   prefix: string,
+  keyVault?: KeyVaultBench,
 ): Promise<{ host: HostProcess; settings: Record<string, string> }> {
-  const settings = { ...env.settings, DPS_TABLE_PREFIX: prefix };
+  const settings = { ...env.settings, ...keyVault?.settings, DPS_TABLE_PREFIX: prefix };
   const host = await startHostProcess({
     tablesConnectionString: env.azurite.connectionString,
     certs: env.certs,
     settings,
+    ...(keyVault ? { devTokenSecret: keyVault.devTokenSecret } : {}),
     stateDir: join(env.work, prefix),
     execArgv: env.options.hostCpuProf ? ['--cpu-prof', `--cpu-prof-dir=${resolve(env.options.hostCpuProf)}`] : [],
   });
@@ -151,14 +166,34 @@ async function startHost(
   return { host, settings };
 }
 
+/** The level again, on a host with the Key Vault provider and tables of its own, counting Key Vault calls. */
+async function runKeyVaultLevel(
+  env: RunEnvironment,
+  keyVault: KeyVaultBench,
+  tables: TablesCeiling,
+  concurrency: number,
+): Promise<KeyVaultLevel> {
+  const start = keyVault.double.operations();
+  let measuredFrom = start;
+  const level = await runLevel(env, tables, concurrency, keyVault, () => (measuredFrom = keyVault.double.operations()));
+  const callsMeasured = keyVault.double.operations() - measuredFrom;
+  const registrations = level.scenarios.filter((s) => s.unit === 'registration').reduce((n, s) => n + s.operations, 0);
+  log(
+    `Key Vault c=${concurrency}: ${callsMeasured} calls in ${registrations} registrations, ${measuredFrom - start} at start`,
+  );
+  return { concurrency, callsAtStart: measuredFrom - start, callsMeasured, registrations, scenarios: level.scenarios };
+}
+
 async function runLevel(
   env: RunEnvironment,
   tables: TablesCeiling,
   concurrency: number,
+  keyVault?: KeyVaultBench,
+  beforeScenarios?: () => void,
 ): Promise<{ scenarios: ScenarioResult[]; ceiling: CeilingResult }> {
   const { options, azurite } = env;
-  log(`— concurrency ${concurrency} —`);
-  const { host, settings } = await startHost(env, `benchc${concurrency}`);
+  log(`— concurrency ${concurrency}${keyVault ? ', Key Vault provider' : ''} —`);
+  const { host, settings } = await startHost(env, `benchc${concurrency}${keyVault ? 'kv' : ''}`, keyVault);
   try {
     const ids = (kind: string) =>
       Array.from({ length: options.devices }, (_, i) => `bench-${kind}-c${concurrency}-${i}`);
@@ -189,6 +224,7 @@ async function runLevel(
       );
       // Warm-up right before the scenarios: idle pooled connections close after ~5 s (Azurite, hub emulator).
       await warmUp(ctx, options.warmup, groupDevice);
+      beforeScenarios?.();
       const scenarios: ScenarioResult[] = [];
       for (const scenario of SCENARIOS) scenarios.push(await scenario.run(ctx));
       return { scenarios, ceiling };

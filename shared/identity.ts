@@ -1,5 +1,7 @@
 // Azure identity: one credential per process (DefaultAzureCredential, user-assigned identity from AZURE_CLIENT_ID) for
 // Table Storage, Key Vault and Event Hubs. Dev hosts and tests may substitute one (a static token for emulators).
+import type { Agent } from 'node:https';
+
 import type { AccessToken, GetTokenOptions, TokenCredential } from '@azure/core-auth';
 import type * as Identity from '@azure/identity';
 
@@ -8,6 +10,8 @@ export interface AzureClientOverrides {
   credential?: TokenCredential;
   /** Key Vault clients normally refuse a challenge whose resource is not the vault's domain; a local double can't match. */
   disableChallengeResourceVerification?: boolean;
+  /** An HTTPS agent for Key Vault, e.g. trusting a dev CA in a process started without NODE_EXTRA_CA_CERTS. */
+  agent?: Agent;
 }
 
 let overrides: AzureClientOverrides = {};

@@ -154,13 +154,13 @@ export function createServices(cfg: Config): { ready: Promise<void>; services: S
 function keyProvider(cfg: Config, credential: () => ReturnType<typeof azureCredential>): KeyProvider {
   const local = cfg.masterKey ? new LocalKeyProvider(cfg.masterKey) : undefined;
   if (cfg.keyVault) {
+    const { disableChallengeResourceVerification, agent } = azureClientOverrides();
     const keyVault = new KeyVaultKeyProvider({
       vaultUrl: cfg.keyVault.url,
       keyName: cfg.keyVault.keyName,
       credential: credential(),
-      ...(azureClientOverrides().disableChallengeResourceVerification
-        ? { disableChallengeResourceVerification: true }
-        : {}),
+      ...(disableChallengeResourceVerification ? { disableChallengeResourceVerification } : {}),
+      ...(agent ? { agent } : {}),
     });
     return local ? chainProviders(keyVault, local) : keyVault;
   }

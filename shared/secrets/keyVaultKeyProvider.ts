@@ -1,6 +1,8 @@
 // Key Vault key provider: wraps and unwraps data keys with an RSA key in Key Vault (RSA-OAEP-256) through the official
 // client. The envelope calls it once per data key, never per secret (secrets/envelope.ts), so Key Vault's limits and
 // latency stay off the registration path.
+import type { Agent } from 'node:https';
+
 import type { TokenCredential } from '@azure/core-auth';
 import type * as Keys from '@azure/keyvault-keys';
 import type { CryptographyClient, KeyClientOptions } from '@azure/keyvault-keys';
@@ -26,6 +28,8 @@ export interface KeyVaultKeyOptions {
   credential: TokenCredential;
   /** Only for a local double of Key Vault, whose challenge cannot name a vault domain. */
   disableChallengeResourceVerification?: boolean;
+  /** Only for a local double whose certificate a dev CA issued. */
+  agent?: Agent;
 }
 
 export class KeyVaultKeyProvider implements KeyProvider {
@@ -94,6 +98,9 @@ export class KeyVaultKeyProvider implements KeyProvider {
   }
 
   private clientOptions(): KeyClientOptions {
-    return this.options.disableChallengeResourceVerification ? { disableChallengeResourceVerification: true } : {};
+    return {
+      ...(this.options.disableChallengeResourceVerification ? { disableChallengeResourceVerification: true } : {}),
+      ...(this.options.agent ? { agent: this.options.agent } : {}),
+    };
   }
 }
