@@ -10,6 +10,8 @@ import { AZURITE_ACCOUNT, startAzuriteTables } from '../../dev/azurite';
 import { DevTokenCredential } from '../../dev/devCredential';
 import { DataKeyTable } from '../../shared/storage/dataKeys';
 import { createTables } from '../../shared/storage/tables';
+import { registerDevice } from '../support/device';
+import { startTestStack } from '../support/stack';
 
 describe('Table Storage with a token credential (Azurite --oauth basic over HTTPS)', () => {
   let azurite: AzuriteTables;
@@ -47,5 +49,22 @@ describe('Table Storage with a token credential (Azurite --oauth basic over HTTP
       statusCode: 403,
       message: expect.stringMatching(/audience/i) as unknown,
     });
+  });
+
+  it('the whole service runs on the token path: DPS_TABLES_ENDPOINT + the identity, a device registers', async () => {
+    const credential = new DevTokenCredential();
+    const stack = await startTestStack({ settings: { DPS_TABLES_ENDPOINT: endpoint() }, azure: { credential } });
+    try {
+      const primaryKey = randomBytes(32).toString('base64');
+      await stack.services.enrollments.save({
+        registrationId: 'token-path-dev',
+        attestation: { type: 'symmetricKey', symmetricKey: { primaryKey, secondaryKey: primaryKey } },
+      });
+      const state = await registerDevice(stack.deviceEndpoint, stack.idScope, 'token-path-dev', primaryKey);
+      expect(state.status).toBe('assigned');
+      expect(credential.requests).toContain('https://storage.azure.com/.default');
+    } finally {
+      await stack.stop();
+    }
   });
 });

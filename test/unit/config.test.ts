@@ -104,6 +104,40 @@ describe('loadConfig', () => {
     expect(configError({ ...base(), DPS_TABLE_PREFIX: '1dps' }).message).toContain('DPS_TABLE_PREFIX');
     expect(configError({ ...base(), DPS_TABLE_PREFIX: 'dps-test' }).message).toContain('DPS_TABLE_PREFIX');
   });
+  it('Key Vault settings select the Key Vault provider and make DPS_MASTER_KEY optional', () => {
+    const env: Record<string, string | undefined> = {
+      ...base(),
+      DPS_KEY_VAULT_URL: 'https://contoso.vault.azure.net/',
+    };
+    delete env.DPS_MASTER_KEY;
+    const cfg = loadConfig(env);
+    expect(cfg.keyVault).toEqual({ url: 'https://contoso.vault.azure.net', keyName: 'dps-kek' });
+    expect(cfg.masterKey).toBeUndefined();
+    expect(loadConfig({ ...env, DPS_KEY_VAULT_KEY: 'other-kek' }).keyVault?.keyName).toBe('other-kek');
+    expect(configError({ ...env, DPS_KEY_VAULT_URL: 'http://contoso.vault.azure.net' }).message).toContain(
+      'DPS_KEY_VAULT_URL',
+    );
+    expect(configError({ ...env, DPS_KEY_VAULT_KEY: 'bad/name' }).message).toContain('DPS_KEY_VAULT_KEY');
+    expect(configError({ ...env, DPS_MASTER_KEY: 'c2hvcnQ=' }).message).toContain('DPS_MASTER_KEY');
+  });
+
+  it('DPS_TABLES_ENDPOINT wins over the connection strings; AZURE_CLIENT_ID is read', () => {
+    const cfg = loadConfig({
+      ...base(),
+      DPS_TABLES_ENDPOINT: 'https://acct.table.core.windows.net/',
+      AZURE_CLIENT_ID: '11111111-2222-3333-4444-555555555555',
+    });
+    expect(cfg.tablesEndpoint).toBe('https://acct.table.core.windows.net');
+    expect(cfg.tablesConnectionString).toBeUndefined();
+    expect(cfg.azureClientId).toBe('11111111-2222-3333-4444-555555555555');
+    const env: Record<string, string | undefined> = {
+      ...base(),
+      DPS_TABLES_ENDPOINT: 'https://acct.table.core.windows.net',
+    };
+    delete env.AzureWebJobsStorage;
+    expect(loadConfig(env).tablesEndpoint).toBe('https://acct.table.core.windows.net');
+    expect(configError({ ...base(), DPS_TABLES_ENDPOINT: 'acct' }).message).toContain('DPS_TABLES_ENDPOINT');
+  });
 });
 
 describe('hardening settings', () => {
