@@ -15,7 +15,11 @@ const base: DeviceRequest = {
   forceRegistration: false,
 };
 const sas = parseSas(
-  createSas('0ne00000A0A/registrations/dev-1', Buffer.alloc(32, 1).toString('base64'), Math.floor(Date.now() / 1000) + 3600),
+  createSas(
+    '0ne00000A0A/registrations/dev-1',
+    Buffer.alloc(32, 1).toString('base64'),
+    Math.floor(Date.now() / 1000) + 3600,
+  ),
 );
 const fake = (mechanism: Attestor['mechanism']): Attestor => ({
   mechanism,
