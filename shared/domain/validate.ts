@@ -2,6 +2,8 @@
 // are rejected (a typo must not be silently dropped), read-only fields are accepted and ignored.
 import { X509Certificate } from 'node:crypto';
 
+import { TpmFormatError } from '../attestation/tpm/marshal';
+import { decodeTpmPublicKey } from '../attestation/tpm/publicKey';
 import { BASE64 } from '../encoding';
 import { badRequest } from '../errors';
 import { isPlainObject } from '../http/request';
@@ -177,14 +179,14 @@ function parseAttestation(value: unknown, group: boolean): AttestationMechanism 
       if (group) throw invalid('attestation.type', 'TPM attestation is only available for individual enrollments.');
       const tpm = object(a.tpm, 'attestation.tpm');
       rejectUnknown(tpm, new Set(['endorsementKey', 'storageRootKey']), 'attestation.tpm.');
-      const endorsementKey = base64(
-        requiredString(tpm, 'endorsementKey', 'attestation.tpm.endorsementKey'),
-        'attestation.tpm.endorsementKey',
-      );
+      const ek = requiredString(tpm, 'endorsementKey', 'attestation.tpm.endorsementKey');
       const srk = optionalString(tpm, 'storageRootKey', 'attestation.tpm.storageRootKey');
       return {
         type,
-        tpm: { endorsementKey, ...(srk ? { storageRootKey: base64(srk, 'attestation.tpm.storageRootKey') } : {}) },
+        tpm: {
+          endorsementKey: tpmKey(ek, 'attestation.tpm.endorsementKey'),
+          ...(srk ? { storageRootKey: tpmKey(srk, 'attestation.tpm.storageRootKey') } : {}),
+        },
       };
     }
     case 'x509':
@@ -351,9 +353,16 @@ function base64Bytes(value: string, field: string): Buffer {
   return Buffer.from(value, 'base64');
 }
 
-function base64(value: string, field: string): string {
-  base64Bytes(value, field);
-  return value;
+/** An EK or SRK: base64 of an RSA-2048 TPM2B_PUBLIC, kept in canonical form (accepted variations: tpm/publicKey.ts). */
+function tpmKey(value: string, field: string): string {
+  try {
+    return decodeTpmPublicKey(value).tpm2b.toString('base64');
+  } catch (error) {
+    if (error instanceof TpmFormatError) {
+      throw invalid(field, `must be base64 of an RSA-2048 TPM2B_PUBLIC (${error.message}).`);
+    }
+    throw error;
+  }
 }
 
 /** A shared access key: base64 of 16 to 64 bytes, like the keys DPS and IoT Hub generate. */

@@ -5,6 +5,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { createCa } from '../../dev/certs';
 import { certificateInfo, parseEnrollmentGroup, parseIndividualEnrollment } from '../../shared/domain/validate';
 import { DpsError } from '../../shared/errors';
+import { CAPTURED_EK, CAPTURED_SRK } from '../support/tpmKeys';
 
 const KEY_32 = Buffer.alloc(32, 7).toString('base64');
 const keyOf = (bytes: number): string => Buffer.alloc(bytes, 0xab).toString('base64');
@@ -30,6 +31,13 @@ const group = (extra: Record<string, unknown> = {}): Record<string, unknown> => 
   attestation: symmetric(),
   ...extra,
 });
+
+/** The captured EK with its type changed to ECC (0x0023). */
+function ecc(): string {
+  const bytes = Buffer.from(CAPTURED_EK, 'base64');
+  bytes.writeUInt16BE(0x0023, 2);
+  return bytes.toString('base64');
+}
 
 /** The 400 a parse throws; the test fails if it does not throw a DpsError. */
 function rejection(parse: () => unknown): DpsError {
@@ -157,10 +165,39 @@ describe('parseIndividualEnrollment: valid bodies', () => {
 
   it('TPM attestation keeps its endorsement and storage root keys', () => {
     const e = parseIndividualEnrollment(
-      individual({ attestation: { type: 'tpm', tpm: { endorsementKey: 'AToAAQAL', storageRootKey: 'AAAA' } } }),
+      individual({ attestation: { type: 'tpm', tpm: { endorsementKey: CAPTURED_EK, storageRootKey: CAPTURED_SRK } } }),
       'device-1',
     );
-    expect(e.attestation).toEqual({ type: 'tpm', tpm: { endorsementKey: 'AToAAQAL', storageRootKey: 'AAAA' } });
+    expect(e.attestation).toEqual({ type: 'tpm', tpm: { endorsementKey: CAPTURED_EK, storageRootKey: CAPTURED_SRK } });
+  });
+
+  it('TPM keys are stored canonically: base64 of the TPM2B_PUBLIC, padded, one line', () => {
+    const bare = Buffer.from(CAPTURED_EK, 'base64').subarray(2).toString('base64');
+    const wrapped = (CAPTURED_SRK.match(/.{1,64}/g) ?? []).join('\n').replace(/=+$/, '');
+    const e = parseIndividualEnrollment(
+      individual({ attestation: { type: 'tpm', tpm: { endorsementKey: bare, storageRootKey: wrapped } } }),
+      'device-1',
+    );
+    expect(e.attestation).toEqual({ type: 'tpm', tpm: { endorsementKey: CAPTURED_EK, storageRootKey: CAPTURED_SRK } });
+  });
+
+  it.each([
+    ['an ECC endorsement key', 'endorsementKey', { endorsementKey: ecc() }, /RSA-2048 TPM2B_PUBLIC \(an ECC key/],
+    [
+      'a truncated storage root key',
+      'storageRootKey',
+      { endorsementKey: CAPTURED_EK, storageRootKey: CAPTURED_SRK.slice(0, 100) },
+      /does not match/,
+    ],
+    ['a huge endorsement key', 'endorsementKey', { endorsementKey: 'A'.repeat(1_000_000) }, /too long/],
+    ['a symmetric key as EK', 'endorsementKey', { endorsementKey: KEY_32 }, /RSA-2048 TPM2B_PUBLIC/],
+  ])('refuses %s with a 400 naming the field and the reason', (_, field, tpm, message) => {
+    const err = rejection(() =>
+      parseIndividualEnrollment(individual({ attestation: { type: 'tpm', tpm } }), 'device-1'),
+    );
+    expect(err.status).toBe(400);
+    expect(err.message).toContain(`'attestation.tpm.${field}'`);
+    expect(err.message).toMatch(message);
   });
 
   it("attestation type 'none' is accepted", () => {
@@ -244,7 +281,7 @@ describe('parseIndividualEnrollment: every error names its field', () => {
     ],
     [
       'an unknown TPM field',
-      individual({ attestation: { type: 'tpm', tpm: { endorsementKey: 'AAAA', ek: 'AAAA' } } }),
+      individual({ attestation: { type: 'tpm', tpm: { endorsementKey: CAPTURED_EK, ek: 'AAAA' } } }),
       'attestation.tpm.ek',
     ],
     ['a missing attestation', { registrationId: 'device-1' }, 'attestation'],
@@ -316,7 +353,7 @@ describe('parseIndividualEnrollment: every error names its field', () => {
     ],
     [
       'a TPM storage root key that is not base64',
-      individual({ attestation: { type: 'tpm', tpm: { endorsementKey: 'AAAA', storageRootKey: '%%%%' } } }),
+      individual({ attestation: { type: 'tpm', tpm: { endorsementKey: CAPTURED_EK, storageRootKey: '%%%%' } } }),
       'attestation.tpm.storageRootKey',
     ],
     [
@@ -467,7 +504,7 @@ describe('parseEnrollmentGroup', () => {
 
   it('TPM attestation is only for individual enrollments (names attestation.type)', () => {
     const err = rejection(() =>
-      parseEnrollmentGroup(group({ attestation: { type: 'tpm', tpm: { endorsementKey: 'AAAA' } } }), 'group-1'),
+      parseEnrollmentGroup(group({ attestation: { type: 'tpm', tpm: { endorsementKey: CAPTURED_EK } } }), 'group-1'),
     );
     expect(err.message).toContain("'attestation.type'");
     expect(err.message).toContain('TPM');
