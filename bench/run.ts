@@ -35,6 +35,7 @@ import { PLANNED, SCENARIOS } from './scenarios';
 import { deriveKey, seedEnrollments } from './seed';
 import type { CeilingResult } from './tablesCeiling';
 import { TablesCeiling } from './tablesCeiling';
+import { formatTpmChallenges, measureTpmChallenges } from './tpmChallenge';
 
 const ROOT = resolve(__dirname, '..', '..');
 const GROUP_ID = 'bench-group';
@@ -70,6 +71,10 @@ async function main(): Promise<number> {
       log(`cold import: ${options.coldRuns} fresh processes each…`);
       coldImport = await measureColdImport(ROOT, options.coldRuns);
     }
+
+    // Pure CPU, before any process starts: the software side of TPM attestation (bench/tpmChallenge.ts).
+    const tpmChallenges = formatTpmChallenges(measureTpmChallenges(options.smoke ? 200 : 2000));
+    log(tpmChallenges);
 
     const certs = (await createDevCertificates(join(work, 'certs'))).files;
     const azurite = await startAzuriteProcess(ROOT);
@@ -134,7 +139,7 @@ async function main(): Promise<number> {
     process.stdout.write(
       options.json
         ? `${JSON.stringify({ ...report, ...keyVault }, null, 2)}\n`
-        : `\n${formatText(report)}\n${env.keyVault ? `\n${formatKeyVault(keyVaultLevels, scenarios)}\n` : ''}`,
+        : `\n${formatText(report)}\n\n${tpmChallenges}\n${env.keyVault ? `\n${formatKeyVault(keyVaultLevels, scenarios)}\n` : ''}`,
     );
     if (options.hostCpuProf) log(`host CPU profiles (one per host process) written to ${resolve(options.hostCpuProf)}`);
     return report.failed > 0 ? 1 : 0;
