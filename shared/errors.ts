@@ -10,6 +10,8 @@ export class DpsError extends Error {
     readonly errorCode: number,
     message: string,
     readonly headers: Record<string, string> = {},
+    /** Fields added to the JSON body (a TPM challenge's `authenticationKey` and `keyName`). */
+    readonly extraBody: Record<string, unknown> = {},
   ) {
     super(message);
     this.name = 'DpsError';
@@ -46,7 +48,7 @@ export function toHttpResponse(err: unknown, context?: InvocationContext): HttpR
     return {
       status: err.status,
       headers: { 'Content-Type': 'application/json', 'x-ms-error-code': String(err.errorCode), ...err.headers },
-      jsonBody: errorBody(err.errorCode, err.message, trackingId),
+      jsonBody: { ...errorBody(err.errorCode, err.message, trackingId), ...err.extraBody },
     };
   }
   const detail = err instanceof Error ? (err.stack ?? err.message) : String(err);

@@ -4,6 +4,8 @@ import { Agent } from 'node:https';
 import { createSecureContext, rootCertificates } from 'node:tls';
 
 import { SymmetricKeyAttestor } from './attestation/symmetricKey';
+import { TpmAttestor } from './attestation/tpm/attestor';
+import { TableTpmChallengeStore } from './attestation/tpm/challengeStore';
 import type { Config } from './config';
 import type { EnrollmentGroup, IndividualEnrollment } from './domain/enrollment';
 import { config, resetConfig } from './config';
@@ -97,7 +99,10 @@ export function createServices(cfg: Config): { ready: Promise<void>; services: S
     groups: { list: () => groupCache.get() },
     configuration: configCache,
     hubs: new HubClients(agent, cfg.hubTimeoutMs, credential),
-    attestors: { symmetricKey: new SymmetricKeyAttestor() },
+    attestors: {
+      symmetricKey: new SymmetricKeyAttestor(),
+      tpm: new TpmAttestor(new TableTpmChallengeStore(tables.devices, secrets)),
+    },
     recentAttestations,
     clock: () => new Date(),
     budgetMs: cfg.registerBudgetMs,
