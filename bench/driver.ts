@@ -4,6 +4,7 @@
 import { Agent, request } from 'node:https';
 
 import { createSas } from '../shared/http/sas';
+import type { SoftTpm } from './softTpm';
 
 /** What the SDKs send; the dev host ignores it, but the requests should look real. */
 const API_VERSION = '2019-03-31';
@@ -23,6 +24,11 @@ export function device(idScope: string, registrationId: string, keyBase64: strin
     registrationId,
     authorization: createSas(`${idScope}/registrations/${registrationId}`, keyBase64, expiry, 'registration'),
   };
+}
+
+/** A TPM device: its software TPM opens the challenge, then it registers with a SAS signed by the imported key. */
+export interface TpmDevice extends Device {
+  tpm: SoftTpm;
 }
 
 export interface HttpResult {
@@ -135,6 +141,35 @@ export class DeviceClient {
       }
     }
     return outcome(polls, last);
+  }
+
+  /**
+   * TPM: the PUT with the EK and SRK and no Authorization must answer 401 with an activation blob; the device opens it
+   * and then registers like any SAS device (`register`), its token signed with the imported key. PUT latency is the
+   * challenge's plus the signed PUT's.
+   */
+  async registerTpm(d: TpmDevice): Promise<RegisterOutcome> {
+    const started = performance.now();
+    const path = `/${this.idScope}/registrations/${encodeURIComponent(d.registrationId)}/register?api-version=${API_VERSION}`;
+    const tpm = {
+      endorsementKey: d.tpm.ek.tpm2b.toString('base64'),
+      storageRootKey: d.tpm.srk.tpm2b.toString('base64'),
+    };
+    let key: Buffer;
+    try {
+      const challenge = await this.send('PUT', path, JSON.stringify({ registrationId: d.registrationId, tpm }), {});
+      const blob = (challenge.json as { authenticationKey?: unknown } | undefined)?.authenticationKey;
+      if (challenge.status !== 401 || typeof blob !== 'string')
+        throw new Error(`HTTP ${challenge.status}, no challenge`);
+      key = d.tpm.open(blob);
+    } catch (err) {
+      const ms = performance.now() - started;
+      return { ok: false, putMs: ms, totalMs: ms, polls: 0, error: String(err) };
+    }
+    const challengeMs = performance.now() - started;
+    const signed = device(this.idScope, d.registrationId, key.toString('base64'));
+    const outcome = await this.register(signed);
+    return { ...outcome, putMs: challengeMs + outcome.putMs, totalMs: challengeMs + outcome.totalMs };
   }
 
   /** One GET of an operation; success = 200 with a terminal status. */

@@ -19,7 +19,7 @@ import type { BenchOptions } from './cli';
 import { HELP, UsageError, parseOptions } from './cli';
 import type { ColdImportResult } from './coldImport';
 import { measureColdImport } from './coldImport';
-import type { Device } from './driver';
+import type { Device, TpmDevice } from './driver';
 import { DeviceClient, device } from './driver';
 import type { HostProcess } from './hostControl';
 import { startHostProcess } from './hostControl';
@@ -35,6 +35,7 @@ import { PLANNED, SCENARIOS } from './scenarios';
 import { deriveKey, seedEnrollments } from './seed';
 import type { CeilingResult } from './tablesCeiling';
 import { TablesCeiling } from './tablesCeiling';
+import { SoftTpm } from './softTpm';
 import { formatTpmChallenges, measureTpmChallenges } from './tpmChallenge';
 
 const ROOT = resolve(__dirname, '..', '..');
@@ -203,10 +204,21 @@ async function runLevel(
     const ids = (kind: string) =>
       Array.from({ length: options.devices }, (_, i) => `bench-${kind}-c${concurrency}-${i}`);
     const seedStarted = performance.now();
-    const seeded = await seedEnrollments(settings, { groupId: GROUP_ID, individualIds: ids('ind'), concurrency: 16 });
+    // A few software TPMs shared by the TPM devices: RSA key generation is slow, and the server keys by registration ID.
+    const softTpms = Array.from({ length: 4 }, () => new SoftTpm());
+    const tpmDevices = ids('tpm').map((registrationId, i): TpmDevice => {
+      const tpm = softTpms[i % softTpms.length] ?? new SoftTpm();
+      return { registrationId, authorization: '', tpm };
+    });
+    const seeded = await seedEnrollments(settings, {
+      groupId: GROUP_ID,
+      individualIds: ids('ind'),
+      tpm: new Map(tpmDevices.map((d) => [d.registrationId, d.tpm.ek.tpm2b.toString('base64')])),
+      concurrency: 16,
+    });
     await host.invalidateCaches();
     log(
-      `seeded 1 group and ${options.devices} individual enrollments in ${((performance.now() - seedStarted) / 1000).toFixed(1)} s`,
+      `seeded 1 group, ${options.devices} symmetric-key and ${options.devices} TPM individual enrollments in ${((performance.now() - seedStarted) / 1000).toFixed(1)} s`,
     );
 
     const groupDevice = (id: string): Device => device(host.idScope, id, deriveKey(seeded.groupKey, id));
@@ -216,6 +228,7 @@ async function runLevel(
       host,
       azurite,
       individual: ids('ind').map((id) => device(host.idScope, id, seeded.individualKeys.get(id) ?? '')),
+      tpm: tpmDevices,
       group: ids('grp').map(groupDevice),
       operations: new Map<string, string>(),
     };

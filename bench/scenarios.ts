@@ -1,7 +1,7 @@
 // The scenarios, each run once per concurrency level against the running host, and the planned ones (extension
 // points, printed as "not available yet" until the feature they measure exists).
 import type { AzuriteProcess } from './azuriteProcess';
-import type { Device, DeviceClient, PollOutcome, RegisterOutcome } from './driver';
+import type { Device, DeviceClient, PollOutcome, RegisterOutcome, TpmDevice } from './driver';
 import type { HostProcess } from './hostControl';
 import type { Window } from './measure';
 import { measureWindow } from './measure';
@@ -46,6 +46,8 @@ export interface LevelContext {
   individual: readonly Device[];
   /** Devices of the symmetric-key group, not registered before this level. */
   group: readonly Device[];
+  /** TPM devices (software TPMs, bench/softTpm.ts) with an individual enrollment, not registered before. */
+  tpm: readonly TpmDevice[];
   /** Registration ID → the operation ID of its latest registration at this level. */
   operations: Map<string, string>;
 }
@@ -75,6 +77,12 @@ export const SCENARIOS: readonly Scenario[] = [
     run: (ctx) => registrations('re-registration (assigned)', ctx.individual, ctx),
   },
   { name: 'poll finished operation', unit: 'poll', run: (ctx) => finishedPolls('poll finished operation', ctx) },
+  {
+    // Challenge PUT (401 with an activation blob), the device opens it, then the signed PUT and polls: one operation.
+    name: 'TPM individual',
+    unit: 'registration',
+    run: (ctx) => registrations('TPM individual', ctx.tpm, ctx, (d) => ctx.client.registerTpm(d as TpmDevice)),
+  },
 ];
 
 export interface PlannedScenario {
@@ -98,14 +106,19 @@ export const PLANNED: readonly PlannedScenario[] = [
   },
 ];
 
-async function registrations(name: string, devices: readonly Device[], ctx: LevelContext): Promise<ScenarioResult> {
+async function registrations(
+  name: string,
+  devices: readonly Device[],
+  ctx: LevelContext,
+  register: (d: Device) => Promise<RegisterOutcome> = (d) => ctx.client.register(d),
+): Promise<ScenarioResult> {
   const outcomes: RegisterOutcome[] = [];
   const bar = progress(`${name} c=${ctx.concurrency}`, devices.length);
   const { value: wallMs, window } = await measureWindow(ctx.host, ctx.azurite, () =>
     runPool(devices.length, ctx.concurrency, async (i) => {
       const d = devices[i];
       if (!d) return;
-      const outcome = await ctx.client.register(d);
+      const outcome = await register(d);
       outcomes.push(outcome);
       if (outcome.operationId) ctx.operations.set(d.registrationId, outcome.operationId);
       bar.tick();

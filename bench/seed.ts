@@ -10,6 +10,8 @@ import { runPool } from './pool';
 export interface SeedPlan {
   groupId: string;
   individualIds: readonly string[];
+  /** TPM individual enrollments: registration ID → endorsement key (base64 TPM2B_PUBLIC). */
+  tpm?: ReadonlyMap<string, string>;
   concurrency: number;
 }
 
@@ -40,6 +42,11 @@ export async function seedEnrollments(settings: Record<string, string>, plan: Se
       registrationId,
       attestation: { type: 'symmetricKey', symmetricKey: { primaryKey, secondaryKey: newKey() } },
     });
+  });
+  const tpm = [...(plan.tpm ?? [])];
+  await runPool(tpm.length, plan.concurrency, async (i) => {
+    const [registrationId = '', endorsementKey = ''] = tpm[i] ?? [];
+    await enrollments.save({ registrationId, attestation: { type: 'tpm', tpm: { endorsementKey } } });
   });
   return { groupKey, individualKeys };
 }

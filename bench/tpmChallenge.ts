@@ -1,11 +1,11 @@
 // TPM challenge cost: activation blobs built per second on one core (EK/SRK decoding included, as per request), and
 // how much of it is the two RSA-OAEP encryptions (EK: the credential seed, SRK: the duplication seed).
-import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 
 import { createActivationChallenge } from '../shared/attestation/tpm/activation';
 import { oaepEncrypt } from '../shared/attestation/tpm/crypto';
-import { tpm2b, u16, u32 } from '../shared/attestation/tpm/marshal';
 import { decodeTpmPublicKey } from '../shared/attestation/tpm/publicKey';
+import { SoftTpm } from './softTpm';
 
 export interface TpmChallengeResult {
   challengesPerSecond: number;
@@ -16,8 +16,9 @@ export interface TpmChallengeResult {
 
 /** Runs each measurement for about `durationMs` on this process's core. */
 export function measureTpmChallenges(durationMs: number): TpmChallengeResult {
-  const ek = storageKeyBase64();
-  const srk = storageKeyBase64();
+  const tpm = new SoftTpm();
+  const ek = tpm.ek.tpm2b.toString('base64');
+  const srk = tpm.srk.tpm2b.toString('base64');
   const challenge = () => createActivationChallenge(decodeTpmPublicKey(ek), decodeTpmPublicKey(srk));
   const challengeMs = meanMs(challenge, durationMs);
   const ekKey = decodeTpmPublicKey(ek).key;
@@ -42,23 +43,4 @@ function meanMs(work: () => unknown, durationMs: number): number {
     runs++;
   }
   return (performance.now() - started) / runs;
-}
-
-/** base64 TPM2B_PUBLIC of a software RSA-2048 storage key with the SRK template (an EK works the same way). */
-function storageKeyBase64(): string {
-  const jwk = generateKeyPairSync('rsa', { modulusLength: 2048 }).publicKey.export({ format: 'jwk' });
-  const tpmt = Buffer.concat([
-    u16(0x0001), // RSA
-    u16(0x000b), // SHA-256
-    u32(0x00030472), // restricted|decrypt|fixedTPM|fixedParent|sensitiveDataOrigin|userWithAuth|noDA
-    tpm2b(Buffer.alloc(0)),
-    u16(0x0006), // AES-128-CFB
-    u16(128),
-    u16(0x0043),
-    u16(0x0010), // NULL scheme
-    u16(2048),
-    u32(0),
-    tpm2b(Buffer.from(jwk.n ?? '', 'base64url')),
-  ]);
-  return tpm2b(tpmt).toString('base64');
 }
