@@ -29,8 +29,9 @@ export function measureTpmChallenges(durationMs: number): TpmChallengeResult {
 
 export function formatTpmChallenges(r: TpmChallengeResult): string {
   return (
-    `TPM challenges (activation blobs, one core): ${r.challengesPerSecond.toFixed(0)}/s, ` +
-    `${r.meanMs.toFixed(2)} ms each; RSA-OAEP to the EK and SRK is ${(r.oaepShare * 100).toFixed(0)}% of that.`
+    `TPM activation blobs: ${r.challengesPerSecond.toFixed(0)}/s on one core, ${r.meanMs.toFixed(2)} ms each ` +
+    `(a challenge builds two: the device's key and the hub key); RSA-OAEP to the EK and SRK: ` +
+    `${(r.oaepShare * 100).toFixed(0)}% of that, the rest AES-CFB, KDFa/HMAC, hashing and EK/SRK decoding.`
   );
 }
 
