@@ -1,0 +1,193 @@
+// One X.509 certificate, parsed once: node:crypto for the DER, names, key and signatures; jsrsasign for what
+// node:crypto does not expose (basic constraints with path length, key usage, extended key usage).
+import { X509Certificate } from 'node:crypto';
+import type { KeyObject } from 'node:crypto';
+
+import { X509 } from 'jsrsasign';
+
+/** A certificate that cannot be used, with the reason a person can act on. */
+export class CertificateError extends Error {}
+
+/** Far above any real certificate (RSA-4096 with a long chain of extensions is ~2 KB), so parsing stays cheap. */
+export const MAX_CERTIFICATE_BYTES = 12 * 1024;
+const BASE64 = /^[A-Za-z0-9+/]+={0,2}$/;
+const CLIENT_AUTH = ['clientAuth', '1.3.6.1.5.5.7.3.2', 'anyExtendedKeyUsage', '2.5.29.37.0'];
+
+export interface ParsedCertificate {
+  readonly x509: X509Certificate;
+  readonly publicKey: KeyObject;
+  /** Upper-case hex, no separators, as DPS and IoT Hub show thumbprints. */
+  readonly sha1: string;
+  readonly sha256: string;
+  /** Node's multi-line distinguished names, used to match a certificate's issuer to its issuer's subject. */
+  readonly subject: string;
+  readonly issuer: string;
+  readonly commonName: string | undefined;
+  readonly notBefore: Date;
+  readonly notAfter: Date;
+  readonly serialNumber: string;
+  readonly version: number;
+  /** basicConstraints: undefined when the extension is absent. */
+  readonly basicConstraints: { ca: boolean; pathLength?: number } | undefined;
+  /** keyUsage names (jsrsasign's: digitalSignature, keyCertSign…); undefined when absent. */
+  readonly keyUsage: readonly string[] | undefined;
+  /** extendedKeyUsage names or OIDs; undefined when absent. */
+  readonly extendedKeyUsage: readonly string[] | undefined;
+  /** Why the key is not acceptable (RSA < 2048, a curve other than P-256/P-384, another algorithm); else undefined. */
+  readonly keyProblem: string | undefined;
+}
+
+/**
+ * The DER of a certificate given as PEM or base64 DER (DPS accepts both, in enrollments and CA uploads).
+ * Throws CertificateError with `what` named when it is neither.
+ */
+export function certificateDer(text: string, what: string): Buffer {
+  const trimmed = text.trim();
+  const pem = /^-----BEGIN CERTIFICATE-----([\s\S]*?)-----END CERTIFICATE-----/.exec(trimmed);
+  const body = (pem ? (pem[1] ?? '') : trimmed).replace(/\s+/g, '');
+  if (body === '' || !BASE64.test(body) || body.length % 4 !== 0) {
+    throw new CertificateError(`${what} is not a PEM or base64 DER X.509 certificate.`);
+  }
+  return Buffer.from(body, 'base64');
+}
+
+/** Parses a DER certificate; anything node:crypto or the extension reader refuses is a CertificateError. */
+export function parseCertificate(der: Buffer, what: string): ParsedCertificate {
+  if (der.length > MAX_CERTIFICATE_BYTES) {
+    throw new CertificateError(`${what} is larger than ${MAX_CERTIFICATE_BYTES} bytes.`);
+  }
+  let x509: X509Certificate;
+  try {
+    x509 = new X509Certificate(der);
+  } catch {
+    throw new CertificateError(`${what} is not a valid DER X.509 certificate (malformed or truncated).`);
+  }
+  // Trailing bytes after the certificate would be ignored by OpenSSL; a forwarded leaf must be exactly one certificate.
+  if (x509.raw.length !== der.length) {
+    throw new CertificateError(`${what} is not a valid DER X.509 certificate (trailing data).`);
+  }
+  let ext: Pick<ParsedCertificate, 'basicConstraints' | 'keyUsage' | 'extendedKeyUsage' | 'commonName' | 'version'>;
+  try {
+    ext = extensions(der);
+  } catch {
+    throw new CertificateError(`${what} has extensions that cannot be read.`);
+  }
+  const publicKey = x509.publicKey;
+  return {
+    x509,
+    publicKey,
+    sha1: x509.fingerprint.replace(/:/g, ''),
+    sha256: x509.fingerprint256.replace(/:/g, ''),
+    subject: x509.subject,
+    issuer: x509.issuer,
+    notBefore: new Date(x509.validFrom),
+    notAfter: new Date(x509.validTo),
+    serialNumber: x509.serialNumber,
+    keyProblem: keyProblem(publicKey),
+    ...ext,
+  };
+}
+
+function extensions(
+  der: Buffer,
+): Pick<ParsedCertificate, 'basicConstraints' | 'keyUsage' | 'extendedKeyUsage' | 'commonName' | 'version'> {
+  const x = new X509();
+  x.readCertHex(der.toString('hex'));
+  // jsrsasign returns undefined for an absent extension (its typings say otherwise).
+  const bc = x.getExtBasicConstraints() as { cA?: boolean; pathLen?: number } | undefined;
+  const ku = x.getExtKeyUsage() as { names?: string[] } | undefined;
+  const eku = x.getExtExtKeyUsage() as { array?: string[] } | undefined;
+  const cn = x
+    .getSubject()
+    .array.flat()
+    .filter((a) => a.type === 'CN')
+    .map((a) => a.value);
+  return {
+    version: x.getVersion(),
+    basicConstraints: bc
+      ? { ca: bc.cA === true, ...(typeof bc.pathLen === 'number' ? { pathLength: bc.pathLen } : {}) }
+      : undefined,
+    keyUsage: ku ? (ku.names ?? []) : undefined,
+    extendedKeyUsage: eku ? (eku.array ?? []) : undefined,
+    // A subject with several CNs has no single registration ID.
+    commonName: cn.length === 1 ? cn[0] : undefined,
+  };
+}
+
+/** DPS accepts RSA of at least 2048 bits and ECDSA on P-256 or P-384. */
+function keyProblem(key: KeyObject): string | undefined {
+  const details = key.asymmetricKeyDetails ?? {};
+  switch (key.asymmetricKeyType) {
+    case 'rsa':
+    case 'rsa-pss':
+      return (details.modulusLength ?? 0) >= 2048
+        ? undefined
+        : `an RSA key of ${details.modulusLength ?? 0} bits (at least 2048 are required)`;
+    case 'ec':
+      return details.namedCurve === 'prime256v1' || details.namedCurve === 'secp384r1'
+        ? undefined
+        : `an EC key on ${details.namedCurve ?? 'an unnamed curve'} (P-256 or P-384 are required)`;
+    default:
+      return `a ${key.asymmetricKeyType ?? 'unknown'} key (RSA or ECDSA P-256/P-384 are required)`;
+  }
+}
+
+/** Whether extendedKeyUsage, where present, allows TLS client authentication. */
+export const allowsClientAuth = (cert: ParsedCertificate): boolean =>
+  cert.extendedKeyUsage === undefined || cert.extendedKeyUsage.some((u) => CLIENT_AUTH.includes(u));
+
+/** A short human name for messages: the CN, else the whole subject. */
+export const describe = (cert: ParsedCertificate): string =>
+  cert.commonName !== undefined ? `CN=${cert.commonName}` : cert.subject.split('\n').join(', ');
+
+/** `registrationState.x509.certificateInfo` (X509CertificateInfo, reference/dps-protocol.md §1.5). */
+export interface X509CertificateInfo {
+  subjectName: string;
+  sha1Thumbprint: string;
+  sha256Thumbprint: string;
+  issuerName: string;
+  notBeforeUtc: string;
+  notAfterUtc: string;
+  serialNumber: string;
+  version: number;
+}
+
+export function certificateInfo(cert: ParsedCertificate): X509CertificateInfo {
+  return {
+    subjectName: cert.subject.split('\n').join(', '),
+    sha1Thumbprint: cert.sha1,
+    sha256Thumbprint: cert.sha256,
+    issuerName: cert.issuer.split('\n').join(', '),
+    notBeforeUtc: cert.notBefore.toISOString(),
+    notAfterUtc: cert.notAfter.toISOString(),
+    serialNumber: cert.serialNumber,
+    version: cert.version,
+  };
+}
+
+/**
+ * Parsed certificates by DER (base64), per instance and bounded: a device's leaf is parsed once for its PUT and its
+ * polls, a CA once for all its devices. Failures are not cached (they are cheap to redo and must not fill the map).
+ */
+export class CertificateCache {
+  private readonly entries = new Map<string, ParsedCertificate>();
+
+  constructor(private readonly maxEntries = 10_000) {}
+
+  get(derBase64: string, what: string): ParsedCertificate {
+    const hit = this.entries.get(derBase64);
+    if (hit) return hit;
+    const parsed = parseCertificate(Buffer.from(derBase64, 'base64'), what);
+    if (this.entries.size >= this.maxEntries) {
+      const oldest = this.entries.keys().next();
+      if (!oldest.done) this.entries.delete(oldest.value);
+    }
+    this.entries.set(derBase64, parsed);
+    return parsed;
+  }
+
+  /** A certificate as an operator wrote it (PEM or base64 DER). */
+  fromText(text: string, what: string): ParsedCertificate {
+    return this.get(certificateDer(text, what).toString('base64'), what);
+  }
+}
