@@ -41,6 +41,8 @@ export interface Config {
   /** DPS_REGION_LATENCIES: operator latencies (ms) between regions, keyed by allocation/geoLatency `latencyKey`. */
   regionLatencies: Map<string, number>;
   events: EventsConfig;
+  /** The header the TLS front end forwards the device's leaf certificate in (lower case), default x-arr-clientcert. */
+  clientCertHeader: string;
 }
 
 export interface EventsConfig {
@@ -114,6 +116,7 @@ export function loadConfig(env: Env = process.env): Config {
     ...region(env),
     regionLatencies: latencyTable(env),
     events: eventsConfig(env),
+    clientCertHeader: matching(env, 'DPS_CLIENT_CERT_HEADER', 'x-arr-clientcert', /^[A-Za-z0-9-]{1,64}$/).toLowerCase(),
   };
 }
 

@@ -20,6 +20,7 @@ import { HubClients } from './hubs/registryClient';
 import { setMaxSasLifetime } from './http/sas';
 import { azureClientOverrides, azureCredential } from './identity';
 import { ServiceAuthorizer } from './management/auth';
+import { CertificateManager } from './management/certificates';
 import { ConfigurationManager } from './management/configuration';
 import { EnrollmentManager, enrollmentEtag, groupKind, individualKind } from './management/enrollments';
 import { RegistrationStateManager } from './management/registrations';
@@ -31,6 +32,7 @@ import { chainProviders } from './secrets/keyProvider';
 import { KeyVaultKeyProvider } from './secrets/keyVaultKeyProvider';
 import { LocalKeyProvider } from './secrets/localKeyProvider';
 import { RecentMap, TtlCache } from './storage/cache';
+import { CaCertificateStore } from './storage/caCertificates';
 import { DeviceRepository } from './storage/devices';
 import { EnrollmentTable, groupLayout, individualLayout } from './storage/enrollmentTable';
 import { ServiceConfigStore } from './storage/serviceConfig';
@@ -53,6 +55,7 @@ export interface Services {
     groups: EnrollmentManager<EnrollmentGroup>;
     registrations: RegistrationStateManager;
     configuration: ConfigurationManager;
+    certificates: CertificateManager;
   };
   /** Drops this instance's cached groups, configuration and recent attestations, after it changed them itself. */
   invalidateCaches(): void;
@@ -124,9 +127,16 @@ export function createServices(cfg: Config): { ready: Promise<void>; services: S
     hostNames: cfg.serviceHostNames,
     clock,
   });
+  const certificates = new CertificateManager({
+    store: new CaCertificateStore(tables.config),
+    auth,
+    clock,
+    changed: invalidateCaches,
+  });
+  const checkCas = (e: IndividualEnrollment | EnrollmentGroup) => certificates.assertCaReferences(e);
   const management = {
-    enrollments: new EnrollmentManager(individualKind, enrollments, auth, clock, invalidateCaches, events),
-    groups: new EnrollmentManager(groupKind, groups, auth, clock, invalidateCaches, events),
+    enrollments: new EnrollmentManager(individualKind, enrollments, auth, clock, invalidateCaches, events, checkCas),
+    groups: new EnrollmentManager(groupKind, groups, auth, clock, invalidateCaches, events, checkCas),
     registrations: new RegistrationStateManager(devices, auth, events),
     configuration: new ConfigurationManager({
       store: configuration,
@@ -138,6 +148,7 @@ export function createServices(cfg: Config): { ready: Promise<void>; services: S
       events,
       rewrapDataKeys: () => secrets.rewrap(),
     }),
+    certificates,
   };
   return {
     ready: tables.ensure(),

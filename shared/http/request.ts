@@ -1,7 +1,8 @@
 // Reading requests safely: size-limited JSON bodies, header access, the client certificate forwarded by the front end.
 import type { HttpRequest } from '@azure/functions';
 
-import { DpsError, badRequest } from '../errors';
+import { BASE64 } from '../encoding';
+import { DpsError, badRequest, unauthorized } from '../errors';
 
 /** DPS rejects messages over 96 KB (reference/dps-protocol.md §7). */
 export const MAX_BODY_BYTES = 96 * 1024;
@@ -53,9 +54,29 @@ function tooLarge(maxBytes: number): DpsError {
   return new DpsError(413, 413001, `The request body exceeds the maximum message size of ${maxBytes} bytes.`);
 }
 
-/** The leaf certificate App Service forwards as base64 DER (reference/dps-protocol.md §8), if any. */
-export function clientCertificate(request: HttpRequest): string | undefined {
-  return request.headers.get('x-arr-clientcert') ?? undefined;
+/** App Service's header (reference/dps-protocol.md §8); a gateway in front may use another (DPS_CLIENT_CERT_HEADER). */
+export const DEFAULT_CLIENT_CERT_HEADER = 'x-arr-clientcert';
+/** Base64 of 12 KB of DER: far above a real leaf, so a crafted header costs little to refuse. */
+const MAX_CLIENT_CERT_CHARS = 16 * 1024;
+
+/**
+ * The one adapter for the device's TLS client certificate: the leaf the front end forwards as base64 DER, if any.
+ * Only the leaf arrives (intermediates are not forwarded), and the header is trusted only because the front end sets
+ * it and strips a client-supplied one. Content that cannot be a certificate is a 401 naming the header.
+ */
+export function clientCertificate(
+  request: HttpRequest,
+  header: string = DEFAULT_CLIENT_CERT_HEADER,
+): string | undefined {
+  const value = request.headers.get(header)?.trim();
+  if (!value) return undefined;
+  if (value.length > MAX_CLIENT_CERT_CHARS) {
+    throw unauthorized(`The client certificate (${header} header) is larger than ${MAX_CLIENT_CERT_CHARS} characters.`);
+  }
+  if (!BASE64.test(value) || value.length % 4 !== 0) {
+    throw unauthorized(`The client certificate (${header} header) is not base64 DER.`);
+  }
+  return value;
 }
 
 export function isPlainObject(value: unknown): value is Record<string, unknown> {

@@ -75,6 +75,8 @@ export class EnrollmentManager<T extends EnrollmentCommon> {
     private readonly changed: () => void,
     /** Every change is recorded with its event (created, updated or deleted, with the new ETag). */
     private readonly events?: EventPorts,
+    /** Checks against other state before a write (X.509 caReferences name verified CAs). */
+    private readonly check: (enrollment: T) => Promise<void> = async () => {},
   ) {}
 
   async get(request: ServiceRequest, id: string): Promise<JsonResult> {
@@ -88,6 +90,7 @@ export class EnrollmentManager<T extends EnrollmentCommon> {
   async put(request: ServiceRequest, id: string): Promise<JsonResult> {
     await this.auth.require(request, 'EnrollmentWrite');
     const incoming = this.kind.parse(request.body, id);
+    await this.check(incoming);
     const ifMatch = request.ifMatch === undefined ? undefined : rowEtag(request.ifMatch);
     const saved = await this.write(id, incoming, ifMatch);
     this.changed();
@@ -194,6 +197,7 @@ export class EnrollmentManager<T extends EnrollmentCommon> {
       typeof (item as { etag?: unknown }).etag === 'string' ? rowEtag((item as { etag: string }).etag) : undefined;
     if (mode === 'delete') return this.deleted(this.validId(id), itemEtag ?? '*');
     const incoming = this.kind.parse(item, id);
+    await this.check(incoming);
     if (mode === 'create') {
       const created = this.complete(incoming, undefined);
       await this.saved(created, false, () => this.table.create(created));

@@ -24,8 +24,8 @@ export function deviceFunction(
     methods: [method],
     route,
     handler: async (request) => {
-      const { registration } = await services();
-      return respond(await run(registration, await deviceRequest(request), request.params));
+      const { registration, config } = await services();
+      return respond(await run(registration, await deviceRequest(request, config.clientCertHeader), request.params));
     },
   });
 }

@@ -29,7 +29,7 @@ export interface DeviceRequest {
 }
 
 /** Builds the context from route parameters, headers and the `DeviceRegistration` body (which may be empty). */
-export async function deviceRequest(request: HttpRequest): Promise<DeviceRequest> {
+export async function deviceRequest(request: HttpRequest, clientCertHeader?: string): Promise<DeviceRequest> {
   const registrationId = assertRegistrationId(request.params.registrationId ?? '');
   const body = await readJson(request);
   if (body !== undefined && !isPlainObject(body)) throw badRequest('The request body must be a JSON object.', 1);
@@ -37,7 +37,7 @@ export async function deviceRequest(request: HttpRequest): Promise<DeviceRequest
   if (bodyId !== undefined && (typeof bodyId !== 'string' || bodyId.toLowerCase() !== registrationId.toLowerCase())) {
     throw badRequest('The registrationId in the body does not match the registrationId in the path.', 3);
   }
-  const cert = clientCertificate(request);
+  const cert = clientCertificate(request, clientCertHeader);
   const authorization = request.headers.get('authorization');
   const tpm = tpmBody(body?.tpm);
   return {
