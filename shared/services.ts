@@ -6,6 +6,7 @@ import { createSecureContext, rootCertificates } from 'node:tls';
 import { SymmetricKeyAttestor } from './attestation/symmetricKey';
 import { TpmAttestor } from './attestation/tpm/attestor';
 import { TableTpmChallengeStore } from './attestation/tpm/challengeStore';
+import { X509Attestor } from './attestation/x509/attestor';
 import type { Config } from './config';
 import type { EnrollmentGroup, IndividualEnrollment } from './domain/enrollment';
 import { config, resetConfig } from './config';
@@ -94,6 +95,8 @@ export function createServices(cfg: Config): { ready: Promise<void>; services: S
   const confirm = confirmer({ enrollments, groups, devices, configuration, etagOf: enrollmentEtag });
   const groupCache = new TtlCache(async () => (await groups.list()).map((g) => g.value), cfg.cacheTtlMs);
   const configCache = new TtlCache(() => configuration.load(), cfg.cacheTtlMs);
+  const caStore = new CaCertificateStore(tables.config);
+  const caCache = new TtlCache(async () => (await caStore.list()).map((c) => c.value), cfg.cacheTtlMs);
   const recentAttestations = new RecentMap<string, RecentAttestation>(cfg.cacheTtlMs);
   const agent = hubAgent(cfg.hubCaFile);
   const registration = new RegistrationService({
@@ -105,6 +108,7 @@ export function createServices(cfg: Config): { ready: Promise<void>; services: S
     attestors: {
       symmetricKey: new SymmetricKeyAttestor(),
       tpm: new TpmAttestor(new TableTpmChallengeStore(tables.devices, secrets)),
+      x509: new X509Attestor(caCache),
     },
     recentAttestations,
     clock: () => new Date(),
@@ -116,6 +120,7 @@ export function createServices(cfg: Config): { ready: Promise<void>; services: S
   const invalidateCaches = () => {
     groupCache.invalidate();
     configCache.invalidate();
+    caCache.invalidate();
     recentAttestations.clear();
   };
   const clock = () => new Date();
@@ -128,7 +133,7 @@ export function createServices(cfg: Config): { ready: Promise<void>; services: S
     clock,
   });
   const certificates = new CertificateManager({
-    store: new CaCertificateStore(tables.config),
+    store: caStore,
     auth,
     clock,
     changed: invalidateCaches,

@@ -5,6 +5,8 @@ import type { KeyObject } from 'node:crypto';
 
 import { X509 } from 'jsrsasign';
 
+import type { X509CertificateInfo } from '../../domain/registrationState';
+
 /** A certificate that cannot be used, with the reason a person can act on. */
 export class CertificateError extends Error {}
 
@@ -141,17 +143,6 @@ export const describe = (cert: ParsedCertificate): string =>
   cert.commonName !== undefined ? `CN=${cert.commonName}` : cert.subject.split('\n').join(', ');
 
 /** `registrationState.x509.certificateInfo` (X509CertificateInfo, reference/dps-protocol.md §1.5). */
-export interface X509CertificateInfo {
-  subjectName: string;
-  sha1Thumbprint: string;
-  sha256Thumbprint: string;
-  issuerName: string;
-  notBeforeUtc: string;
-  notAfterUtc: string;
-  serialNumber: string;
-  version: number;
-}
-
 export function certificateInfo(cert: ParsedCertificate): X509CertificateInfo {
   return {
     subjectName: cert.subject.split('\n').join(', '),

@@ -4,7 +4,8 @@
 import type { EnrollmentGroup, IndividualEnrollment } from '../../domain/enrollment';
 import { isEnabled } from '../../domain/enrollment';
 import { unauthorized } from '../../errors';
-import type { ParsedCertificate, X509CertificateInfo } from './certificate';
+import type { X509CertificateInfo } from '../../domain/registrationState';
+import type { ParsedCertificate } from './certificate';
 import { CertificateCache, CertificateError, certificateInfo, describe } from './certificate';
 import type { ChainLimits } from './chain';
 import { CertificatePool, DEFAULT_LIMITS, SignatureCache, buildChain, checkLeaf } from './chain';
