@@ -10,6 +10,7 @@ import type { Stack } from '../../dev/stack';
 import type { RegisteredState } from '../support/device';
 import type { TestCert } from '../support/pki';
 import { makeCert, threeLevelChain } from '../support/pki';
+import { expectDpsError, rawRequest } from '../support/rawHttps';
 import { serviceCaller } from '../support/service';
 import { startTestStack } from '../support/stack';
 
@@ -161,5 +162,28 @@ describe('X.509 provisioning with the official device SDK', () => {
     expect((await refusal(stranger)).message).toMatch(/^The certificate chain is not anchored/);
     const impostor = await makeCert({ cn: 'x509-ss-ec' });
     expect((await refusal(impostor)).message).toMatch(/is not one of the individual enrollment 'x509-ss-ec''s/);
+  });
+
+  it('polls and status lookups are authenticated by the certificate on every request', async () => {
+    const path = `/${stack.idScope}/registrations/x509-ss-ec`;
+    const as = (cert?: TestCert) => (cert ? { cert: cert.pem, key: cert.keyPem } : undefined);
+    const json = { 'Content-Type': 'application/json' };
+    const put = await rawRequest(stack.deviceEndpoint, 'PUT', `${path}/register`, '{}', json, as(ssEc));
+    expect(put.status, put.text).toBe(202);
+    const { operationId } = put.json as { operationId: string };
+    const poll = (cert?: TestCert) =>
+      rawRequest(stack.deviceEndpoint, 'GET', `${path}/operations/${operationId}`, undefined, {}, as(cert));
+    expect((await poll(ssEc)).status).toBe(200);
+    const impostor = await makeCert({ cn: 'x509-ss-ec' });
+    expectDpsError(await poll(impostor), 401, /is not one of the individual enrollment/);
+    expectDpsError(await poll(), 401, /No credential was presented/);
+    const lookup = (cert?: TestCert) => rawRequest(stack.deviceEndpoint, 'POST', path, '{}', json, as(cert));
+    expect((await lookup(ssEc)).status).toBe(200);
+    expectDpsError(await lookup(impostor), 401, /is not one of the individual enrollment/);
+    // A client cannot supply the header itself: the front end (here the dev host) replaces it.
+    const spoofed = await rawRequest(stack.deviceEndpoint, 'GET', `${path}/operations/${operationId}`, undefined, {
+      'X-ARR-ClientCert': ssEc.der,
+    });
+    expectDpsError(spoofed, 401, /No credential was presented/);
   });
 });

@@ -17,6 +17,8 @@ export function rawRequest(
   path: string,
   body?: string | Buffer,
   headers: Record<string, string> = {},
+  /** A TLS client certificate (PEM chain and key) to present, as an X.509 device does. */
+  clientCert?: { cert: string; key: string },
 ): Promise<RawResponse> {
   const [host = 'localhost', port = '443'] = hostName.split(':');
   return new Promise((resolve, reject) => {
@@ -28,6 +30,8 @@ export function rawRequest(
         path,
         headers: body === undefined ? headers : { 'Content-Length': String(Buffer.byteLength(body)), ...headers },
         ca: readFileSync(inject('certs').caCert),
+        ...clientCert,
+        agent: false,
       },
       (res) => {
         const chunks: Buffer[] = [];
