@@ -14,7 +14,10 @@ const MAX_POLLS = 500;
 
 export interface Device {
   registrationId: string;
+  /** A SAS token; empty for an X.509 device, which presents `tls` instead. */
   authorization: string;
+  /** An X.509 device's TLS client certificate (PEM) and key; its connections are its own, as a real device's. */
+  tls?: { cert: string; key: string };
 }
 
 /** A device with a SAS token valid for a day, signed with its own key (for group devices: the derived key). */
@@ -196,7 +199,12 @@ export class DeviceClient {
   }
 
   /** One request on the pool; `d.authorization` (a device's or a service token) goes into the Authorization header. */
-  send(method: string, path: string, body: string | undefined, d: { authorization?: string }): Promise<HttpResult> {
+  send(
+    method: string,
+    path: string,
+    body: string | undefined,
+    d: { authorization?: string; tls?: Device['tls'] },
+  ): Promise<HttpResult> {
     const started = performance.now();
     return new Promise((resolve, reject) => {
       const req = request(
@@ -206,6 +214,8 @@ export class DeviceClient {
           method,
           path,
           agent: this.agent,
+          // The agent pools connections per client certificate, so an X.509 device reuses only its own.
+          ...d.tls,
           headers: {
             Accept: 'application/json',
             'User-Agent': 'open-dps-bench',

@@ -3,6 +3,8 @@ import type { BulkCreateResult } from './bulkCreate';
 import type { CeilingResult } from './tablesCeiling';
 import type { ColdImportResult } from './coldImport';
 import type { PlannedScenario, ScenarioResult } from './scenarios';
+import { SYMMETRIC_GROUP_SCENARIO, X509_SCENARIO } from './scenarios';
+import type { X509CpuResult } from './x509Cpu';
 
 export interface BenchReport {
   meta: {
@@ -18,8 +20,13 @@ export interface BenchReport {
   };
   scenarios: ScenarioResult[];
   ceiling: CeilingResult[];
-  /** Per concurrency: each scenario's rate ÷ raw upserts/s (registrations) or ÷ raw gets/s (polls). */
-  ratios: { concurrency: number; scenario: string; versus: 'upsert' | 'get'; ratio: number }[];
+  /**
+   * Per concurrency: each scenario's rate ÷ raw upserts/s (registrations) or ÷ raw gets/s (polls); and X.509 group
+   * registrations ÷ symmetric-key group registrations of the same run.
+   */
+  ratios: { concurrency: number; scenario: string; versus: 'upsert' | 'get' | 'symmetric-key group'; ratio: number }[];
+  /** CPU time of one X.509 chain verification in the driver process; null when skipped. */
+  x509Verification: X509CpuResult | null;
   /** The service-API bulk create; null when skipped (--bulk 0). */
   bulkCreate: BulkCreateResult | null;
   coldImport: ColdImportResult | null;
@@ -33,7 +40,15 @@ export function ratios(scenarios: readonly ScenarioResult[], ceiling: readonly C
     if (!c) return [];
     const versus = s.unit === 'poll' ? ('get' as const) : ('upsert' as const);
     const raw = versus === 'get' ? c.get.perSecond : c.upsert.perSecond;
-    return [{ concurrency: s.concurrency, scenario: s.scenario, versus, ratio: raw > 0 ? s.perSecond / raw : 0 }];
+    const result: BenchReport['ratios'] = [
+      { concurrency: s.concurrency, scenario: s.scenario, versus, ratio: raw > 0 ? s.perSecond / raw : 0 },
+    ];
+    const symmetric = scenarios.find((x) => x.scenario === SYMMETRIC_GROUP_SCENARIO && x.concurrency === s.concurrency);
+    if (s.scenario === X509_SCENARIO && symmetric && symmetric.perSecond > 0) {
+      const ratio = s.perSecond / symmetric.perSecond;
+      result.push({ concurrency: s.concurrency, scenario: s.scenario, versus: 'symmetric-key group', ratio });
+    }
+    return result;
   });
 }
 
@@ -231,7 +246,17 @@ export function formatText(report: BenchReport): string {
     out.push('Cold import: skipped (--cold-runs 0)');
   }
 
-  out.push('', 'Not available yet (extension points in bench/scenarios.ts):');
+  const x509 = report.x509Verification;
+  if (x509) {
+    out.push(
+      '',
+      `X.509 verification CPU (3-level chain, ${x509.samples} leaves, driver process): ` +
+        `${f(x509.perNewDeviceUs / 1000, 3)} ms per new device (CA certificates cached), ` +
+        `${f(x509.coldUs / 1000, 3)} ms cold (fresh instance: every certificate parsed, both signatures checked)`,
+    );
+  }
+
+  if (report.notAvailable.length > 0) out.push('', 'Not available yet (extension points in bench/scenarios.ts):');
   for (const p of report.notAvailable) out.push(`  ${p.name} (${p.unit}s/s): not available yet — needs ${p.needs}`);
 
   const failures = report.scenarios.filter((s) => s.failed > 0);

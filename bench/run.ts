@@ -32,7 +32,8 @@ import type { BenchReport } from './report';
 import { formatText, ratios } from './report';
 import type { LevelContext, ScenarioResult } from './scenarios';
 import { PLANNED, SCENARIOS } from './scenarios';
-import { deriveKey, seedEnrollments } from './seed';
+import { deriveKey, seedEnrollments, seedX509Group } from './seed';
+import { measureX509Verification } from './x509Cpu';
 import type { CeilingResult } from './tablesCeiling';
 import { TablesCeiling } from './tablesCeiling';
 import { SoftTpm } from './softTpm';
@@ -40,6 +41,7 @@ import { formatTpmChallenges, measureTpmChallenges } from './tpmChallenge';
 
 const ROOT = resolve(__dirname, '..', '..');
 const GROUP_ID = 'bench-group';
+const X509_GROUP_ID = 'bench-x509-group';
 
 /** What every host of the run shares: Azurite, certificates, the scope and keys. */
 interface RunEnvironment {
@@ -114,6 +116,7 @@ async function main(): Promise<number> {
       await env.keyVault?.double.close();
     }
     const bulkCreate = options.bulk > 0 ? await runBulkCreate(env) : null;
+    const x509Verification = await measureX509Verification(options.smoke ? 50 : 300);
     await azurite.stop();
 
     const report: BenchReport = {
@@ -132,6 +135,7 @@ async function main(): Promise<number> {
       ceiling,
       ratios: ratios(scenarios, ceiling),
       bulkCreate,
+      x509Verification,
       coldImport,
       notAvailable: [...PLANNED],
       failed: scenarios.reduce((sum, s) => sum + s.failed, 0) + (bulkCreate?.failed ?? 0),
@@ -216,9 +220,15 @@ async function runLevel(
       tpm: new Map(tpmDevices.map((d) => [d.registrationId, d.tpm.ek.tpm2b.toString('base64')])),
       concurrency: 16,
     });
+    const x509 = await seedX509Group(settings, {
+      groupId: X509_GROUP_ID,
+      registrationIds: ids('x509'),
+      concurrency: 16,
+    });
     await host.invalidateCaches();
     log(
-      `seeded 1 group, ${options.devices} symmetric-key and ${options.devices} TPM individual enrollments in ${((performance.now() - seedStarted) / 1000).toFixed(1)} s`,
+      `seeded 2 groups (symmetric key, X.509), ${options.devices} symmetric-key and ${options.devices} TPM individual ` +
+        `enrollments and ${x509.length} device certificates in ${((performance.now() - seedStarted) / 1000).toFixed(1)} s`,
     );
 
     const groupDevice = (id: string): Device => device(host.idScope, id, deriveKey(seeded.groupKey, id));
@@ -230,6 +240,7 @@ async function runLevel(
       individual: ids('ind').map((id) => device(host.idScope, id, seeded.individualKeys.get(id) ?? '')),
       tpm: tpmDevices,
       group: ids('grp').map(groupDevice),
+      x509: x509.map((d) => ({ ...d, authorization: '' })),
       operations: new Map<string, string>(),
     };
     try {

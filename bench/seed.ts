@@ -3,8 +3,11 @@
 // host reads them cold (its secret cache has not seen them), as a device API instance would.
 import { createHmac, randomBytes } from 'node:crypto';
 
+import { makeCert, threeLevelChain } from '../dev/testPki';
 import { loadConfig } from '../shared/config';
 import { createServices } from '../shared/services';
+import { CaCertificateStore } from '../shared/storage/caCertificates';
+import { createTables } from '../shared/storage/tables';
 import { runPool } from './pool';
 
 export interface SeedPlan {
@@ -54,3 +57,43 @@ export async function seedEnrollments(settings: Record<string, string>, plan: Se
 /** Group device key = base64(HMAC-SHA256(base64decode(groupKey), registrationId)), as test/support/device.ts. */
 export const deriveKey = (groupKey: string, registrationId: string): string =>
   createHmac('sha256', Buffer.from(groupKey, 'base64')).update(registrationId).digest('base64');
+
+export interface X509Device {
+  registrationId: string;
+  tls: { cert: string; key: string };
+}
+
+/**
+ * An X.509 group over a 3-level chain (device leaf ← intermediate ← root, ECDSA P-256): the root uploaded and
+ * verified, the intermediate uploaded for chain building, the group referencing the root; one leaf per device.
+ */
+export async function seedX509Group(
+  settings: Record<string, string>,
+  plan: { groupId: string; registrationIds: readonly string[]; concurrency: number },
+): Promise<X509Device[]> {
+  const cfg = loadConfig(settings);
+  const built = createServices(cfg);
+  await built.ready;
+  const { root, intermediate } = await threeLevelChain(`${plan.groupId}-unused`);
+  const store = new CaCertificateStore(
+    createTables({ connectionString: cfg.tablesConnectionString, prefix: cfg.tablePrefix }).config,
+  );
+  const now = new Date().toISOString();
+  for (const [name, cert, isVerified] of [
+    [`${plan.groupId}-root`, root, true],
+    [`${plan.groupId}-intermediate`, intermediate, false],
+  ] as const) {
+    await store.save({ name, certificate: cert.der, isVerified, created: now, updated: now });
+  }
+  await built.services.groups.save({
+    enrollmentGroupId: plan.groupId,
+    attestation: { type: 'x509', x509: { caReferences: { primary: `${plan.groupId}-root` } } },
+  });
+  const devices: X509Device[] = [];
+  await runPool(plan.registrationIds.length, plan.concurrency, async (i) => {
+    const registrationId = plan.registrationIds[i] ?? '';
+    const leaf = await makeCert({ cn: registrationId, issuer: intermediate });
+    devices[i] = { registrationId, tls: { cert: leaf.pem, key: leaf.keyPem } };
+  });
+  return devices;
+}

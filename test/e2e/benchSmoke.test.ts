@@ -36,6 +36,7 @@ describe('npm run bench, smoke size', () => {
           're-registration (assigned)',
           'poll finished operation',
           'TPM individual',
+          'X.509 group, 3-level chain',
         ].map((name) => `${name}@${c}`),
       ),
     );
@@ -63,6 +64,8 @@ describe('npm run bench, smoke size', () => {
       }
     }
     expect(report.ratios.every((r) => Number.isFinite(r.ratio) && r.ratio > 0)).toBe(true);
+    expect(report.ratios.filter((r) => r.versus === 'symmetric-key group').map((r) => r.concurrency)).toEqual([1, 3]);
+    expect(report.x509Verification?.perNewDeviceUs).toBeGreaterThan(0);
     expect(report.bulkCreate).toMatchObject({ enrollments: 40, failed: 0 });
     // One write per enrollment, plus its event's outbox marker and the marker's removal, both group-committed.
     expect(report.bulkCreate?.tableRequestsPerEnrollment).toBeLessThanOrEqual(1.5);

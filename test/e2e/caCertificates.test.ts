@@ -3,8 +3,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import type { Stack } from '../../dev/stack';
-import type { TestCert } from '../support/pki';
-import { makeCert } from '../support/pki';
+import type { TestCert } from '../../dev/testPki';
+import { makeCert } from '../../dev/testPki';
 import { expectDpsError } from '../support/rawHttps';
 import { serviceCaller } from '../support/service';
 import { startTestStack } from '../support/stack';

@@ -8,8 +8,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import type { Stack } from '../../dev/stack';
 import type { RegisteredState } from '../support/device';
-import type { TestCert } from '../support/pki';
-import { makeCert, threeLevelChain } from '../support/pki';
+import type { TestCert } from '../../dev/testPki';
+import { makeCert, threeLevelChain } from '../../dev/testPki';
 import { expectDpsError, rawRequest } from '../support/rawHttps';
 import { serviceCaller } from '../support/service';
 import { startTestStack } from '../support/stack';

@@ -5,8 +5,8 @@ import type { HeldCaCertificate, X509Request } from '../../shared/attestation/x5
 import { X509Verifier } from '../../shared/attestation/x509/verifier';
 import type { EnrollmentGroup, IndividualEnrollment } from '../../shared/domain/enrollment';
 import { DpsError } from '../../shared/errors';
-import type { TestCert } from '../support/pki';
-import { SERVER_AUTH, makeCert, threeLevelChain, x509 } from '../support/pki';
+import type { TestCert } from '../../dev/testPki';
+import { SERVER_AUTH, makeCert, threeLevelChain, x509 } from '../../dev/testPki';
 
 const DAY = 86_400_000;
 const now = new Date();

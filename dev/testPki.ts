@@ -1,5 +1,5 @@
-// A test PKI made on the fly (no private key is ever committed): roots, intermediates and device leaves with the key
-// types, extensions and validity periods a test asks for, signed with WebCrypto through @peculiar/x509.
+// A test PKI made on the fly for tests and the benchmark (no private key is ever committed): roots, intermediates and
+// device leaves with the key types, extensions and validity periods asked for, signed with WebCrypto (@peculiar/x509).
 import 'reflect-metadata'; // @peculiar/x509's DI container needs it loaded first
 import { webcrypto } from 'node:crypto';
 
