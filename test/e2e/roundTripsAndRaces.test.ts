@@ -109,6 +109,14 @@ describe('service API round trips and races (official SDKs)', () => {
     beforeAll(async () => {
       certA = (await createCa('round-trip-a')).cert;
       certB = (await createCa('round-trip-b')).cert;
+      // caReferences must name uploaded, verified CA certificates (self-attested here, as ARM allows).
+      for (const [name, certificate] of [
+        ['my-ca', certA],
+        ['my-other-ca', certB],
+      ] as const) {
+        const res = await call('PUT', `/certificates/${name}`, { properties: { certificate, isVerified: true } });
+        expect(res.status, res.text).toBe(200);
+      }
     });
 
     it('an individual enrollment: get → modify → update (If-Match) keeps the stored certificate', async () => {
