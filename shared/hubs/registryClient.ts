@@ -55,6 +55,19 @@ export interface HubCallOptions {
   signal?: AbortSignal;
 }
 
+/** Options of an upsert: `create: false` only updates an identity that exists (a missing one is DeviceMissingError). */
+export interface UpsertOptions extends HubCallOptions {
+  create?: boolean;
+}
+
+/** The identity an update-only upsert was meant for is not on the hub (deleted meanwhile). */
+export class DeviceMissingError extends HubError {
+  constructor(hostName: string, deviceId: string) {
+    super(hostName, 404, `device ${deviceId} does not exist`);
+    this.name = 'DeviceMissingError';
+  }
+}
+
 interface HubResponse {
   status: number;
   body: unknown;
@@ -81,9 +94,9 @@ export class HubRegistryClient {
    * Creates the device, or replaces its identity if it exists (re-registration must not fail or duplicate). The
    * device authenticates to the hub as its attestation says (the same symmetric keys it used with DPS, or X.509).
    * `likelyExists` (a re-registration on the same hub) tries the update first, so the common case costs one hub call
-   * instead of two.
+   * instead of two; with `create: false` there is no second call: a missing device is a DeviceMissingError.
    */
-  async upsertDevice(identity: HubDeviceIdentity, likelyExists = false, options: HubCallOptions = {}): Promise<void> {
+  async upsertDevice(identity: HubDeviceIdentity, likelyExists = false, options: UpsertOptions = {}): Promise<void> {
     const path = `/devices/${encodeURIComponent(identity.deviceId)}`;
     const body = {
       deviceId: identity.deviceId,
@@ -91,12 +104,13 @@ export class HubRegistryClient {
       authentication: hubAuthenticationBody(identity.authentication),
       capabilities: { iotEdge: identity.iotEdge },
     };
-    if (likelyExists) {
+    if (likelyExists || options.create === false) {
       const updated = await this.send('PUT', path, body, { 'If-Match': '"*"' }, options.signal);
       if (updated.status !== 404) {
         this.expectOk(updated);
         return;
       }
+      if (options.create === false) throw new DeviceMissingError(this.hostName, identity.deviceId);
     }
     const created = await this.send('PUT', path, body, {}, options.signal);
     if (created.status === 409) {

@@ -24,6 +24,11 @@ export async function applyPlan(
   pool: HubClientPool,
   /** Aborts the remaining hub calls when the hub step's deadline passes. */
   signal?: AbortSignal,
+  /**
+   * false: the step may only update the identity the committed state names (no claim was made): a missing identity
+   * is a DeviceMissingError instead of a new one.
+   */
+  mayCreate = true,
 ): Promise<void> {
   const options = signal ? { signal } : {};
   const target = findHub(linkedHubs, plan.assignedHub);
@@ -48,7 +53,7 @@ export async function applyPlan(
   await client.upsertDevice(
     { deviceId: plan.deviceId, authentication: identity.authentication, iotEdge: identity.iotEdge },
     likelyExists,
-    options,
+    mayCreate ? options : { ...options, create: false },
   );
   if (twin) await client.applyTwin(plan.deviceId, twin, options);
   if (previous) await pool.for(previous).deleteDevice(previousId, options);

@@ -36,6 +36,7 @@ import type {
   Versioned,
 } from '../storage/devices';
 import { publicEtag } from '../storage/etag';
+import { DeviceMissingError } from '../hubs/registryClient';
 import type { HubClientPool } from './assign';
 import { applyPlan } from './assign';
 import type { DeviceRequest } from './deviceRequest';
@@ -75,7 +76,9 @@ interface Attested {
   partition: DevicePartition;
 }
 
-type HubOutcome = { ok: true } | { ok: false; errorCode: number; errorMessage: string };
+type HubOutcome =
+  | { ok: true; identityMissing?: undefined }
+  | { ok: false; errorCode: number; errorMessage: string; identityMissing?: true };
 
 export class RegistrationService {
   constructor(private readonly ports: RegistrationPorts) {}
@@ -99,16 +102,22 @@ export class RegistrationService {
     }
 
     const { linkedHubs, settings } = await this.ports.configuration.get();
-    const planned = planAssignment({
-      defaultAllocationPolicy: settings.defaultAllocationPolicy,
-      registrationId: request.registrationId,
-      deviceId: deviceIdFor(attestation, request.registrationId, previous?.value),
-      enrollment: attestation.enrollment,
-      ...(attestation.enrollmentGroupId !== undefined ? { enrollmentGroupId: attestation.enrollmentGroupId } : {}),
-      linkedHubs,
-      ...(previous ? { previous: previous.value.state } : {}),
-      ...(request.payload !== undefined ? { devicePayload: request.payload } : {}),
-    });
+    // An operation in flight (or abandoned by its owner) may have created its identity already: a racer finishes that
+    // plan rather than planning anew, or an enrollment changed meanwhile, or another instance's view of the linked
+    // hubs, could leave a second identity. The next registration then moves the device from the committed state.
+    const inFlight = previous?.value.operation.status === 'assigning' ? previous.value.operation.plan : undefined;
+    const planned = inFlight
+      ? { ok: true as const, plan: inFlight }
+      : planAssignment({
+          defaultAllocationPolicy: settings.defaultAllocationPolicy,
+          registrationId: request.registrationId,
+          deviceId: deviceIdFor(attestation, request.registrationId, previous?.value),
+          enrollment: attestation.enrollment,
+          ...(attestation.enrollmentGroupId !== undefined ? { enrollmentGroupId: attestation.enrollmentGroupId } : {}),
+          linkedHubs,
+          ...(previous ? { previous: previous.value.state } : {}),
+          ...(request.payload !== undefined ? { devicePayload: request.payload } : {}),
+        });
     if (!planned.ok) {
       const state = this.stateOf(request, previous, now, attestation, { status: 'failed', ...planned });
       const etag = await this.save(request, { state, operation: this.operation(operationId, 'failed', now) }, previous);
@@ -128,19 +137,32 @@ export class RegistrationService {
       },
       operation,
     };
-    // Claim first unless the hub step only touches the identity the committed state already names: a losing racer
-    // (409203) then never creates a hub identity, whatever letter case or instance it came from.
-    let claim: Versioned<StoredRegistration> | undefined;
-    if (!touchesOnlyCommittedIdentity(planned.plan, previous?.value.state)) {
-      claim = { value: pending, etag: await this.save(request, pending, previous) };
-    }
+    // Claim first unless the hub step only updates the identity the committed state already names: a losing racer
+    // (409203) then never creates a hub identity, whatever letter case or instance it came from. Unclaimed, the step
+    // may not create: if the identity is gone (an operator deleted it, or a racing registration moved the device),
+    // creating it again is a new identity, so the row is claimed first as for a first registration.
+    const claimFirst = !updatesCommittedIdentity(planned.plan, previous?.value.state);
+    const claimRow = async () => ({ value: pending, etag: await this.save(request, pending, previous) });
+    let claim = claimFirst ? await claimRow() : undefined;
 
-    const hubWork = this.runHubStep(planned.plan, attestation, linkedHubs);
-    const outcome = await withinBudget(hubWork, this.ports.budgetMs);
+    let hubWork = this.runHubStep(planned.plan, attestation, linkedHubs, claimFirst);
+    let outcome = await withinBudget(hubWork, this.ports.budgetMs);
+    if (outcome?.identityMissing) {
+      claim = await claimRow();
+      hubWork = this.runHubStep(planned.plan, attestation, linkedHubs, true);
+      outcome = await withinBudget(hubWork, this.ports.budgetMs);
+    }
     if (outcome) return this.commit(request, claim ?? previous, operation, outcome, attestation);
 
     // The hub is slow: make sure the row records the operation so a poll can finish it; finish it here if we can.
-    claim ??= { value: pending, etag: await this.save(request, pending, previous) };
+    if (!claim) {
+      claim = await claimRow();
+      // Claimed now (not before): an update-only step that finds the identity gone may create it from here on.
+      const unclaimed = hubWork;
+      hubWork = unclaimed.then((o) =>
+        o.identityMissing ? this.runHubStep(planned.plan, attestation, linkedHubs, true) : o,
+      );
+    }
     this.commitLater(request, claim, operation, hubWork, attestation);
     return this.assigning(request, operationId);
   }
@@ -258,11 +280,15 @@ export class RegistrationService {
     };
   }
 
-  /** The hub step, bounded by the hub deadline: when it passes, the remaining hub calls are abandoned. */
+  /**
+   * The hub step, bounded by the hub deadline: when it passes, the remaining hub calls are abandoned. `mayCreate`
+   * false (the row is not claimed): it only updates the identity, and a missing one is `identityMissing`.
+   */
   private async runHubStep(
     plan: AssignmentPlan,
     attestation: Attestation,
     linkedHubs: readonly LinkedHub[],
+    mayCreate = true,
   ): Promise<HubOutcome> {
     const deadline = new AbortController();
     const ms = this.ports.hubDeadlineMs;
@@ -277,9 +303,12 @@ export class RegistrationService {
         iotEdge: enrollment.capabilities?.iotEdge ?? false,
         ...(enrollment.initialTwin ? { initialTwin: enrollment.initialTwin } : {}),
       };
-      await Promise.race([applyPlan(plan, identity, linkedHubs, this.ports.hubs, deadline.signal), expired]);
+      await Promise.race([applyPlan(plan, identity, linkedHubs, this.ports.hubs, deadline.signal, mayCreate), expired]);
       return { ok: true };
     } catch (err) {
+      if (err instanceof DeviceMissingError) {
+        return { ok: false, errorCode: 500001, errorMessage: err.message, identityMissing: true };
+      }
       this.ports.log(`hub step for ${plan.deviceId} on ${plan.assignedHub} failed: ${String(err)}`);
       return { ok: false, errorCode: 500001, errorMessage: `The IoT hub ${plan.assignedHub} could not be updated.` };
     } finally {
@@ -406,15 +435,17 @@ function deviceIdFor(attestation: Attestation, registrationId: string, previous?
 }
 
 /**
- * Whether the plan's hub step can only touch the identity the committed state already names (same hub, same device
- * ID, nothing to move): then racing registrations cannot leave a second identity, and the row need not be claimed.
+ * Whether the plan's hub step only updates the identity the committed state already names (same hub, same device ID,
+ * nothing moved or reset): then, run update-only, racing registrations cannot leave a second identity, and the row
+ * need not be claimed. A reset in place deletes and creates the identity, so it is claimed like a move.
  */
-function touchesOnlyCommittedIdentity(plan: AssignmentPlan, committed: DeviceRegistrationResult | undefined): boolean {
+function updatesCommittedIdentity(plan: AssignmentPlan, committed: DeviceRegistrationResult | undefined): boolean {
   return (
     committed?.status === 'assigned' &&
     committed.deviceId === plan.deviceId &&
     committed.assignedHub?.toLowerCase() === plan.assignedHub.toLowerCase() &&
-    plan.previousHub === undefined
+    plan.previousHub === undefined &&
+    plan.substatus === 'reprovisionedToInitialAssignment'
   );
 }
 

@@ -10,7 +10,7 @@ import { conflict } from '../../shared/errors';
 import type { JsonResult } from '../../shared/http/response';
 import { createSas, parseSas } from '../../shared/http/sas';
 import type { HubDeviceIdentity } from '../../shared/hubs/registryClient';
-import { HubError } from '../../shared/hubs/registryClient';
+import { DeviceMissingError, HubError } from '../../shared/hubs/registryClient';
 import type { HubClientPool } from '../../shared/registration/assign';
 import type { DeviceRequest } from '../../shared/registration/deviceRequest';
 import type { RecentAttestation } from '../../shared/registration/service';
@@ -135,7 +135,7 @@ class FakeHubs implements HubClientPool {
       upsertDevice: async (
         identity: HubDeviceIdentity,
         _likelyExists?: boolean,
-        options?: { signal?: AbortSignal },
+        options?: { signal?: AbortSignal; create?: boolean },
       ): Promise<void> => {
         this.calls.push({ op: 'upsertDevice', hub: host, identity });
         this.signals.push(options?.signal);
@@ -143,6 +143,10 @@ class FakeHubs implements HubClientPool {
         if (held) await held;
         const failure = this.upsertFailures.shift();
         if (failure) throw failure;
+        // The registry client's contract: an update-only upsert never creates a missing identity.
+        if (options?.create === false && !registry.has(identity.deviceId)) {
+          throw new DeviceMissingError(host, identity.deviceId);
+        }
         registry.set(identity.deviceId, identity);
       },
       applyTwin: (deviceId: string, twin: InitialTwin): Promise<void> => {
@@ -176,7 +180,12 @@ function setup(groups: EnrollmentGroup[] = [GROUP]) {
   return setupWith({ groups });
 }
 
-function setupWith(options: { groups?: EnrollmentGroup[]; hubDeadlineMs?: number; attestors?: Attestors }) {
+function setupWith(options: {
+  groups?: EnrollmentGroup[];
+  hubDeadlineMs?: number;
+  budgetMs?: number;
+  attestors?: Attestors;
+}) {
   const groups = options.groups ?? [GROUP];
   const devices = new FakeDevices();
   const hubs = new FakeHubs();
@@ -198,7 +207,7 @@ function setupWith(options: { groups?: EnrollmentGroup[]; hubDeadlineMs?: number
     attestors: options.attestors ?? { symmetricKey: new SymmetricKeyAttestor() },
     recentAttestations,
     clock: () => new Date(now),
-    budgetMs: BUDGET_MS,
+    budgetMs: options.budgetMs ?? BUDGET_MS,
     hubDeadlineMs: options.hubDeadlineMs ?? HUB_DEADLINE_MS,
     retryAfterSeconds: RETRY_AFTER,
     log: (message) => logs.push(message),
@@ -590,6 +599,79 @@ describe('RegistrationService: a slow hub', () => {
     expect(lookup.body).toMatchObject({ registrationId: 'device-1', status: 'assigning' });
     slow.release();
     await settle();
+  });
+});
+
+describe('RegistrationService: racing registrations whose plans differ leave one identity', () => {
+  const HUB_B: LinkedHub = {
+    ...HUB,
+    hostName: 'hub-b.azure-devices.net',
+    connectionString: 'HostName=hub-b.azure-devices.net;SharedAccessKeyName=iothubowner;SharedAccessKey=AAAA',
+  };
+  const identities = (hubs: FakeHubs) =>
+    [HUB_HOST, HUB_B.hostName].flatMap((h) => hubs.deviceIds(h).map((id) => `${h}/${id}`));
+
+  it('a registration that finds an operation in flight finishes its plan, though the enrollment now names another hub', async () => {
+    const group: EnrollmentGroup = { ...GROUP, iotHubs: [HUB_HOST] };
+    const { service, devices, hubs, configuration, logs } = setupWith({ groups: [group] });
+    configuration.linkedHubs = [HUB, HUB_B];
+    const slow = gate();
+    hubs.upsertGates.push(slow.promise);
+    const first = bodyOf(await service.register(deviceRequest('device-1')));
+    expect(first.status).toBe('assigning');
+
+    // The operator moves the group (or another instance sees other linked hubs) while the first hub step runs.
+    group.iotHubs = [HUB_B.hostName];
+    const second = bodyOf(await service.register(deviceRequest('Device-1')));
+    expect(second.registrationState).toMatchObject({ status: 'assigned', assignedHub: HUB_HOST, deviceId: 'device-1' });
+    slow.release();
+    await vi.waitFor(() => expect(logs.join('\n')).toContain(`background commit of ${first.operationId} skipped`));
+    expect(identities(hubs)).toEqual([`${HUB_HOST}/device-1`]);
+
+    // The next registration moves the device from the committed state: still one identity.
+    const moved = bodyOf(await service.register(deviceRequest('device-1')));
+    expect(moved.registrationState).toMatchObject({ assignedHub: HUB_B.hostName, substatus: 'deviceDataMigrated' });
+    expect(identities(hubs)).toEqual([`${HUB_B.hostName}/device-1`]);
+    expect(devices.row('device-1')?.value.state.assignedHub).toBe(HUB_B.hostName);
+  });
+
+  it('an unclaimed re-registration never re-creates the identity a racing move deleted', async () => {
+    const group: EnrollmentGroup = { ...GROUP, iotHubs: [HUB_HOST] };
+    // A budget long enough that R1 waits for its held update instead of claiming the row as a slow PUT does.
+    const { service, devices, hubs, configuration } = setupWith({ groups: [group], budgetMs: HUB_DEADLINE_MS });
+    configuration.linkedHubs = [HUB, HUB_B];
+    await service.register(deviceRequest('device-1'));
+    expect(identities(hubs)).toEqual([`${HUB_HOST}/device-1`]);
+
+    // R1: same hub and device ID, so no claim; its update is held in flight.
+    const held = gate();
+    hubs.upsertGates.push(held.promise);
+    const upserts = hubs.upserts().length;
+    const r1 = service.register(deviceRequest('device-1'));
+    await vi.waitFor(() => expect(hubs.upserts()).toHaveLength(upserts + 1));
+    // R2 (the enrollment moved meanwhile) claims, creates the identity on hub B and deletes the one on hub A.
+    group.iotHubs = [HUB_B.hostName];
+    const r2 = bodyOf(await service.register(deviceRequest('device-1')));
+    expect(r2.registrationState).toMatchObject({ status: 'assigned', assignedHub: HUB_B.hostName });
+    expect(identities(hubs)).toEqual([`${HUB_B.hostName}/device-1`]);
+
+    // R1's update lands after the delete: it must not bring the old identity back.
+    held.release();
+    expect(await dpsErrorOf(r1)).toMatchObject({ status: 409, errorCode: 409203 });
+    await settle();
+    expect(identities(hubs)).toEqual([`${HUB_B.hostName}/device-1`]);
+    expect(devices.row('device-1')?.value.state.assignedHub).toBe(HUB_B.hostName);
+  });
+
+  it('an identity deleted from its hub (by an operator) is created again, after claiming the row', async () => {
+    const { service, devices, hubs } = setup();
+    await service.register(deviceRequest('device-1'));
+    hubs.devices.get(HUB_HOST)?.delete('device-1');
+    const saves = devices.saves;
+    const again = bodyOf(await service.register(deviceRequest('device-1')));
+    expect(again.registrationState).toMatchObject({ status: 'assigned', assignedHub: HUB_HOST, deviceId: 'device-1' });
+    expect(hubs.deviceIds()).toEqual(['device-1']);
+    expect(devices.saves - saves).toBe(2); // the claim, then the commit
   });
 });
 
