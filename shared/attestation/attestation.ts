@@ -63,8 +63,9 @@ export function presentedMechanism(request: DeviceRequest): Mechanism | undefine
 
 /**
  * The attestor for this request. An individual enrollment's attestation type is authoritative for its device (a SAS
- * poll of a TPM device goes to the TPM attestor; a SAS for an X.509 enrollment reaches the X.509 attestor, which
- * refuses it naming the mismatch); otherwise the credential the request presents decides.
+ * poll of a TPM device goes to the TPM attestor); otherwise the credential the request presents decides. A bare SAS
+ * can never satisfy an X.509 enrollment: it goes to the symmetric-key attestor, which refuses it exactly as it refuses
+ * an unknown registration ID (same message, same work), so enrolled X.509 devices cannot be found by asking.
  */
 export function chooseAttestor(
   attestors: Attestors,
@@ -72,7 +73,10 @@ export function chooseAttestor(
   individual: IndividualEnrollment | undefined,
 ): Attestor {
   const enrolled = individual?.attestation.type;
-  const mechanism = enrolled !== undefined && enrolled !== 'none' ? enrolled : presentedMechanism(request);
+  const presented = presentedMechanism(request);
+  const authoritative =
+    enrolled !== undefined && enrolled !== 'none' && !(enrolled === 'x509' && presented === 'symmetricKey');
+  const mechanism = authoritative ? enrolled : presented;
   if (mechanism === undefined) throw noCredential();
   const attestor = attestors[mechanism];
   if (!attestor) throw unauthorized(`${MECHANISM_NAMES[mechanism]} attestation is not available on this service.`);

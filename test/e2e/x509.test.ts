@@ -10,6 +10,7 @@ import type { Stack } from '../../dev/stack';
 import type { RegisteredState } from '../support/device';
 import type { TestCert } from '../../dev/testPki';
 import { makeCert, threeLevelChain } from '../../dev/testPki';
+import { createSas } from '../../shared/http/sas';
 import { expectDpsError, rawRequest } from '../support/rawHttps';
 import { serviceCaller } from '../support/service';
 import { startTestStack } from '../support/stack';
@@ -162,6 +163,26 @@ describe('X.509 provisioning with the official device SDK', () => {
     expect((await refusal(stranger)).message).toMatch(/^The certificate chain is not anchored/);
     const impostor = await makeCert({ cn: 'x509-ss-ec' });
     expect((await refusal(impostor)).message).toMatch(/is not one of the individual enrollment 'x509-ss-ec''s/);
+  });
+
+  it('a SAS (no certificate) for an X.509-enrolled ID is refused exactly as for an unknown ID', async () => {
+    const key = Buffer.alloc(32, 9).toString('base64');
+    const answers = async (id: string) => {
+      const base = `/${stack.idScope}/registrations/${id}`;
+      const headers = {
+        Authorization: createSas(`${stack.idScope}/registrations/${id}`, key, Math.floor(Date.now() / 1000) + 600),
+        'Content-Type': 'application/json',
+      };
+      const calls = [
+        rawRequest(stack.deviceEndpoint, 'PUT', `${base}/register`, '{}', headers),
+        rawRequest(stack.deviceEndpoint, 'POST', base, '{}', headers),
+        rawRequest(stack.deviceEndpoint, 'GET', `${base}/operations/1.abc`, undefined, headers),
+      ];
+      return (await Promise.all(calls)).map((r) => [r.status, (r.json as { message?: string }).message]);
+    };
+    const unknown = await answers('x509-nobody');
+    expect(unknown).toEqual(Array.from({ length: 3 }, () => [401, 'Unauthorized']));
+    expect(await answers('x509-ss-ec')).toEqual(unknown);
   });
 
   it('polls and status lookups are authenticated by the certificate on every request', async () => {

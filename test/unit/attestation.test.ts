@@ -43,10 +43,24 @@ describe('choosing the attestor', () => {
 
   it("an individual enrollment's attestation type is authoritative (a SAS poll of a TPM device goes to TPM)", () => {
     expect(chooseAttestor(attestors, { ...base, sasToken: sas }, enrolled('tpm')).mechanism).toBe('tpm');
-    expect(chooseAttestor(attestors, { ...base, sasToken: sas }, enrolled('x509')).mechanism).toBe('x509');
+    expect(chooseAttestor(attestors, { ...base, clientCertificate: 'MII' }, enrolled('x509')).mechanism).toBe('x509');
     expect(chooseAttestor(attestors, { ...base, clientCertificate: 'MII' }, enrolled('symmetricKey')).mechanism).toBe(
       'symmetricKey',
     );
+  });
+
+  it('a bare SAS for an X.509 enrollment is refused as for an unknown ID (same message, same work)', () => {
+    expect(chooseAttestor(attestors, { ...base, sasToken: sas }, enrolled('x509')).mechanism).toBe('symmetricKey');
+    const refusal = (individual?: IndividualEnrollment) =>
+      dpsErrorFrom(() =>
+        chooseAttestor(attestors, { ...base, sasToken: sas }, individual).attest(
+          { ...base, sasToken: sas },
+          { ...(individual ? { individual } : {}), groups: [] },
+          new Date(),
+        ),
+      );
+    expect(refusal(enrolled('x509'))).toEqual(refusal(undefined));
+    expect(refusal(undefined)).toMatchObject({ status: 401, errorCode: 401002, message: 'Unauthorized' });
   });
 
   it('no credential, or a mechanism this service does not run, is a 401 that says so', () => {
@@ -56,9 +70,9 @@ describe('choosing the attestor', () => {
       message: expect.stringMatching(/No credential was presented/) as string,
     });
     const onlySas = { symmetricKey: new SymmetricKeyAttestor() };
-    expect(dpsErrorFrom(() => chooseAttestor(onlySas, { ...base, sasToken: sas }, enrolled('x509')))).toMatchObject({
+    expect(dpsErrorFrom(() => chooseAttestor(onlySas, { ...base, sasToken: sas }, enrolled('tpm')))).toMatchObject({
       status: 401,
-      message: 'X.509 attestation is not available on this service.',
+      message: 'TPM attestation is not available on this service.',
     });
   });
 });
