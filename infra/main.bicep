@@ -42,7 +42,7 @@ param enablePurgeProtection bool = true
 @description('Event Hubs tier: Standard (~22 USD/month for 1 throughput unit) or Basic (about half; one consumer group).')
 param eventHubsSku string = 'Standard'
 
-@description('Table name prefix (tables <prefix>Devices, <prefix>Groups, <prefix>Config).')
+@description('Table name prefix (tables <prefix>Devices, <prefix>Groups, <prefix>Config, <prefix>Outbox).')
 param tablePrefix string = 'dps'
 
 param resourceGroupName string = ''
@@ -92,7 +92,7 @@ module storage 'core/storage.bicep' = {
     location: location
     tags: tags
     deploymentContainerName: deploymentContainerName
-    tableNames: ['${tablePrefix}Devices', '${tablePrefix}Groups', '${tablePrefix}Config']
+    tableNames: ['${tablePrefix}Devices', '${tablePrefix}Groups', '${tablePrefix}Config', '${tablePrefix}Outbox']
   }
 }
 
@@ -129,6 +129,7 @@ module rbac 'app/rbac.bicep' = {
     storageAccountName: storage.outputs.name
     keyVaultName: keyVault.outputs.name
     eventHubNamespaceName: eventHubs.outputs.name
+    eventHubName: eventHubName
     applicationInsightsName: monitoring.outputs.applicationInsightsName
   }
 }

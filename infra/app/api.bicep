@@ -99,6 +99,8 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     DPS_SERVICE_OWNER_KEY: '@Microsoft.KeyVault(VaultName=${keyVaultName};SecretName=${serviceOwnerSecretName})'
     DPS_EVENT_HUBS_NAMESPACE: eventHubsNamespaceHost
     DPS_EVENT_HUB_NAME: eventHubName
+    // geoLatency: this app's region, as an ARM name (REGION_NAME, the platform's fallback, may be a display name).
+    DPS_REGION: location
   }
 }
 

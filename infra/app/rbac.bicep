@@ -8,6 +8,7 @@ param userPrincipalType string
 param storageAccountName string
 param keyVaultName string
 param eventHubNamespaceName string
+param eventHubName string
 param applicationInsightsName string
 
 // Built-in role definition IDs (the same in every tenant).
@@ -30,6 +31,9 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' existing = {
 }
 resource eventHubs 'Microsoft.EventHub/namespaces@2024-01-01' existing = {
   name: eventHubNamespaceName
+  resource hub 'eventhubs' existing = {
+    name: eventHubName
+  }
 }
 resource applicationInsights 'Microsoft.Insights/components@2020-02-02' existing = {
   name: applicationInsightsName
@@ -79,10 +83,10 @@ resource appSecrets 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   }
 }
 
-// App: publish provisioning events; cannot read them.
+// App: publish provisioning events to the one hub it uses; cannot read them nor send to other hubs.
 resource appEventsSender 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(eventHubs.id, appPrincipalId, roles.eventHubsDataSender)
-  scope: eventHubs
+  name: guid(eventHubs::hub.id, appPrincipalId, roles.eventHubsDataSender)
+  scope: eventHubs::hub
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.eventHubsDataSender)
     principalId: appPrincipalId

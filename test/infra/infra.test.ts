@@ -7,6 +7,7 @@ import { join, relative } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { Node } from 'web-tree-sitter';
 
+import { loadConfig } from '../../shared/config';
 import { declarations, declaredName, objectProperties, parseBicep, resources, syntaxProblems } from '../support/bicep';
 
 const ROOT = join(__dirname, '..', '..');
@@ -121,6 +122,66 @@ describe('deployment consistency', () => {
     JSON.parse(read('infra/abbreviations.json'));
   });
 
+  it('every table the code opens is created by the template (names, default prefix)', () => {
+    const code = read('shared/storage/tables.ts');
+    const used = [...code.matchAll(/\bclient\('([A-Za-z0-9]+)'\)/g)].map((m) => m[1] ?? '');
+    // The extraction itself must work, or this test would pass on nothing.
+    expect(used).toEqual(expect.arrayContaining(['Devices', 'Groups', 'Config', 'Outbox']));
+    const main = read('infra/main.bicep');
+    const tableNames = /tableNames: \[([^\]]*)\]/.exec(main)?.[1] ?? '';
+    const created = [...tableNames.matchAll(/'\$\{tablePrefix\}([A-Za-z0-9]+)'/g)].map((m) => m[1] ?? '');
+    expect(created.sort()).toEqual([...used].sort());
+    // The template's default prefix is the code's, so a setting left out still names the created tables.
+    expect(main).toMatch(/^param tablePrefix string = 'dps'$/m);
+    expect(read('shared/config.ts')).toMatch(/'DPS_TABLE_PREFIX', 'dps'/);
+  });
+
+  it('every module call passes only params of its module, and every param without a default', async () => {
+    let calls = 0;
+    for (const file of bicepFiles) {
+      const { tree } = await bicep(file);
+      for (const m of declarations(tree, 'module_declaration')) {
+        calls++;
+        const path = m.namedChildren.find((c) => c.type === 'string')?.text.slice(1, -1) ?? '';
+        const target = relative(ROOT, join(ROOT, file, '..', path))
+          .split('\\')
+          .join('/');
+        const body = m.namedChildren.find((c) => c.type === 'object');
+        const paramsNode = body && objectProperties(body).get('params');
+        const passed = paramsNode ? [...objectProperties(paramsNode).keys()] : [];
+        const params = declarations((await bicep(target)).tree, 'parameter_declaration');
+        const declared = params.map(declaredName);
+        const required = params.filter((p) => !p.text.includes('=')).map(declaredName);
+        expect(
+          passed.filter((p) => !declared.includes(p)),
+          `${file} → ${target}: unknown params`,
+        ).toEqual([]);
+        expect(
+          required.filter((p) => !passed.includes(p)),
+          `${file} → ${target}: params not passed`,
+        ).toEqual([]);
+      }
+    }
+    expect(calls).toBeGreaterThanOrEqual(7);
+  });
+
+  it('every param of every template is used', async () => {
+    for (const file of bicepFiles) {
+      const { tree } = await bicep(file);
+      const declared = declarations(tree, 'parameter_declaration');
+      const used = new Set<string>();
+      const visit = (node: Node): void => {
+        if (node.type === 'identifier' && node.parent?.type !== 'parameter_declaration') used.add(node.text);
+        for (const child of node.namedChildren) if (child) visit(child);
+      };
+      for (const top of tree.rootNode.namedChildren) if (top && top.type !== 'parameter_declaration') visit(top);
+      expect(
+        declared.map(declaredName).filter((n) => !used.has(n)),
+        `${file}: unused params`,
+      ).toEqual([]);
+    }
+  });
+
   it('every role assignment names a known built-in role and a principalType; nothing broader is granted', async () => {
     let assignments = 0;
     for (const file of bicepFiles) {
@@ -205,6 +266,67 @@ describe('deployment consistency', () => {
     // Settings the Bicep sets for the code (agreed names) are documented too.
     const undocumented = [...set].filter((s) => /^DPS_/.test(s) && !readme.has(s));
     expect(undocumented, 'set in infra/app/api.bicep but missing from the README configuration table').toEqual([]);
+  });
+
+  it('the app settings the template writes load as a Key Vault, Tables-identity, Event Hubs-identity configuration', async () => {
+    const { tree } = await bicep('infra/app/api.bicep');
+    const settingsResource = resources(tree).find((r) => r.type.startsWith('Microsoft.Web/sites/config@'));
+    const props = settingsResource?.body && objectProperties(settingsResource.body).get('properties');
+    expect(props).toBeDefined();
+    // What ARM would put in the params and expressions: the shapes real deployments produce.
+    const samples: Record<string, string> = {
+      storageAccountName: 'st0123456789abc',
+      identityClientId: '00000000-0000-0000-0000-000000000001',
+      applicationInsightsConnectionString: 'InstrumentationKey=00000000-0000-0000-0000-000000000002',
+      idScope: '0ne0123ABCD',
+      serviceHostNames: 'func-0123456789abc.azurewebsites.net',
+      storageTableEndpoint: 'https://st0123456789abc.table.core.windows.net',
+      tablePrefix: 'dps',
+      keyVaultUri: 'https://kv-0123456789abc.vault.azure.net/',
+      keyEncryptionKeyName: 'dps-kek',
+      keyVaultName: 'kv-0123456789abc',
+      serviceOwnerSecretName: 'dps-service-owner-key',
+      eventHubsNamespaceHost: 'evhns-0123456789abc.servicebus.windows.net',
+      eventHubName: 'dps-events',
+      location: 'westeurope',
+    };
+    const evaluate = (node: Node): string => {
+      if (node.type === 'identifier') {
+        const value = samples[node.text];
+        if (value === undefined) throw new Error(`no sample for ${node.text}`);
+        return value;
+      }
+      if (node.type === 'string')
+        return node.namedChildren
+          .map((c) =>
+            c.type === 'interpolation' ? evaluate(c.namedChildren[0] ?? c) : c.type === 'string_content' ? c.text : '',
+          )
+          .join('');
+      throw new Error(`cannot evaluate ${node.text}`);
+    };
+    const env: Record<string, string> = {};
+    for (const [name, value] of props ? objectProperties(props) : []) env[name] = evaluate(value);
+    // A Key Vault reference: the platform resolves it to the secret the hook wrote (32 random bytes, base64).
+    expect(env.DPS_SERVICE_OWNER_KEY).toMatch(/^@Microsoft\.KeyVault\(VaultName=kv-\w+;SecretName=[\w-]+\)$/);
+    env.DPS_SERVICE_OWNER_KEY = Buffer.alloc(32, 7).toString('base64');
+    const cfg = loadConfig(env);
+    expect(cfg.keyVault).toEqual({ url: 'https://kv-0123456789abc.vault.azure.net', keyName: 'dps-kek' });
+    expect(cfg.masterKey).toBeUndefined();
+    expect(cfg.tablesEndpoint).toBe(samples.storageTableEndpoint);
+    expect(cfg.tablesConnectionString).toBeUndefined();
+    expect(cfg.azureClientId).toBe(samples.identityClientId);
+    expect(cfg.events.eventHubs).toEqual({
+      kind: 'identity',
+      namespace: samples.eventHubsNamespaceHost,
+      hubName: 'dps-events',
+    });
+    expect(cfg.serviceHostNames).toEqual([samples.serviceHostNames]);
+    expect(cfg.region).toBe('westeurope');
+    expect(cfg.clientCertHeader).toBe('x-arr-clientcert');
+    // Nothing the template writes is a key or a connection string with a key.
+    expect(
+      Object.keys(env).filter((k) => /MASTER_KEY|CONNECTION_STRING$/.test(k) && !k.startsWith('APPLICATIONINSIGHTS')),
+    ).toEqual([]);
   });
 
   it('extracts settings from every reading style', () => {
