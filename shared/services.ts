@@ -81,7 +81,7 @@ export function createServices(cfg: Config): { ready: Promise<void>; services: S
     table: tables.outbox,
     devices: tables.devices,
     sink: cfg.events.eventHubs
-      ? new EventHubsSink(cfg.events.eventHubs)
+      ? new EventHubsSink(cfg.events.eventHubs, {}, credential)
       : new LocalSink({
           ...(cfg.events.file ? { file: cfg.events.file } : {}),
           ...(cfg.events.console ? { log: (line: string) => console.log(line) } : {}),

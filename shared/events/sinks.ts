@@ -3,9 +3,9 @@
 import { appendFile, mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
 
+import type { TokenCredential } from '@azure/core-auth';
 import type { EventData, EventHubClientOptions } from '@azure/event-hubs';
 import { EventHubProducerClient } from '@azure/event-hubs';
-import { DefaultAzureCredential } from '@azure/identity';
 
 import type { CloudEvent } from './catalogue';
 import { partitionKeyOf } from './catalogue';
@@ -29,16 +29,14 @@ export class EventHubsSink implements EventSink {
   readonly description: string;
   private readonly producer: EventHubProducerClient;
 
-  /** `options`: the client's own (retries); the defaults suit Azure. */
-  constructor(target: EventHubsTarget, options: EventHubClientOptions = {}) {
+  /**
+   * `options`: the client's own (retries); the defaults suit Azure. `credential`: for an `identity` target, the
+   * process's Azure credential (shared/identity.ts: the user-assigned identity, @azure/identity loaded lazily).
+   */
+  constructor(target: EventHubsTarget, options: EventHubClientOptions = {}, credential?: () => TokenCredential) {
     if (target.kind === 'identity') {
-      // DefaultAzureCredential picks the user-assigned identity named by AZURE_CLIENT_ID.
-      this.producer = new EventHubProducerClient(
-        target.namespace,
-        target.hubName,
-        new DefaultAzureCredential(),
-        options,
-      );
+      if (!credential) throw new Error('An Event Hubs namespace reached with identity needs a credential.');
+      this.producer = new EventHubProducerClient(target.namespace, target.hubName, credential(), options);
       this.description = `Event Hubs ${target.namespace}/${target.hubName} (identity)`;
     } else {
       this.producer = target.hubName

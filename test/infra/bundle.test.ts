@@ -80,4 +80,14 @@ describe('the deployed bundle', () => {
     const map = JSON.parse(readFileSync(`${bundle.file}.map`, 'utf8')) as { sources: string[] };
     expect(map.sources.some((s) => s.endsWith('functions/deviceRegister.ts'))).toBe(true);
   });
+
+  it('loads the Azure identity and Key Vault clients on first use only, not at import (cold start)', () => {
+    // shared/identity.ts and the Key Vault provider require() them lazily: esbuild wraps those CommonJS builds in
+    // functions called on first use. A static `import` anywhere pulls an eagerly evaluated ESM copy in beside them.
+    const code = readFileSync(bundle.file, 'utf8');
+    for (const pkg of ['identity', 'keyvault-keys', 'keyvault-secrets']) {
+      expect(code, pkg).not.toMatch(new RegExp(`// node_modules/@azure/${pkg}/dist/esm/`));
+    }
+    expect(code).toMatch(/\/\/ node_modules\/@azure\/identity\/dist\/commonjs\//);
+  });
 });
