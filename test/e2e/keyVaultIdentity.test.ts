@@ -2,9 +2,16 @@
 // (then three) fresh service instances on the same tables, whose secrets are sealed under data keys wrapped by a local
 // double of Key Vault reached through @azure/keyvault-keys. The double counts every Key Vault operation. Also: a hub
 // linked without a connection string (Entra ID token), the data-key rewrap after a key rotation, and no secret in
-// any log line of the whole run.
+// any log line or event of the whole run (symmetric-key and X.509 registrations, a failed attestation, service calls,
+// linked hubs, access policies, events).
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import { ProvisioningDeviceClient } from 'azure-iot-provisioning-device';
+import { Http } from 'azure-iot-provisioning-device-http';
+import { X509Security } from 'azure-iot-security-x509';
 
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { inject } from 'vitest';
@@ -15,6 +22,7 @@ import { startHubEmulator } from '../../dev/hubEmulator';
 import type { KeyVaultDouble } from '../../dev/keyVaultDouble';
 import { startKeyVaultDouble } from '../../dev/keyVaultDouble';
 import type { Stack } from '../../dev/stack';
+import { makeCert } from '../../dev/testPki';
 import { deriveKey, registerDevice } from '../support/device';
 import { serviceCaller } from '../support/service';
 import { startTestStack } from '../support/stack';
@@ -33,6 +41,9 @@ describe('Key Vault key provider and identity, across fresh instances', () => {
   let hub: HubEmulator;
   let identityHub: HubEmulator;
   let stack: Stack | undefined;
+  // The local event sink writes every event here (and a line each to the console): both are grepped at the end.
+  const eventsDir = mkdtempSync(join(tmpdir(), 'open-dps-kv-events-'));
+  const eventsFile = join(eventsDir, 'events.jsonl');
   const call = serviceCaller(() => {
     if (!stack) throw new Error('no stack');
     return stack;
@@ -47,6 +58,8 @@ describe('Key Vault key provider and identity, across fresh instances', () => {
         DPS_KEY_VAULT_URL: vault.url,
         DPS_KEY_VAULT_KEY: vault.keyName,
         DPS_MASTER_KEY: '', // Key Vault only
+        DPS_EVENTS_CONSOLE: 'true',
+        DPS_EVENTS_FILE: eventsFile,
       },
       azure: { credential, disableChallengeResourceVerification: true },
       // The access log `npm start` prints, so the log grep below sees every request of the run.
@@ -105,6 +118,7 @@ describe('Key Vault key provider and identity, across fresh instances', () => {
     await stack?.stop();
     await Promise.all([vault?.close(), hub?.close(), identityHub?.close()]);
     vi.restoreAllMocks();
+    rmSync(eventsDir, { recursive: true, force: true });
   });
 
   it('instance 1 wraps one data key (2 Key Vault calls) and makes none for enrollments or registrations', async () => {
@@ -133,6 +147,7 @@ describe('Key Vault key provider and identity, across fresh instances', () => {
       const id = `kv-group-dev-${i}`;
       return [id, deriveKey(groupKey, id)];
     });
+    secrets.push(...groupDevices.map(([, derived]) => derived));
     const reRegistrations = await registerAll([...individualKeys, ...groupDevices]);
     // New enrollments sealed by this instance join the current data-key epoch: no wrap.
     const more = await call('PUT', '/enrollments/kv-dev-new', {
@@ -188,9 +203,59 @@ describe('Key Vault key provider and identity, across fresh instances', () => {
     expect(vault.operations() - before).toBe(2);
   });
 
-  it('no secret appears in any log line of the run (device keys, group key, owner key, hub key, tokens)', async () => {
-    const text = logs.join('\n');
+  it('an X.509 device, a refused device key and an access policy add their own log lines and events', async () => {
+    const s = stack;
+    if (!s) throw new Error('no stack');
+    const leaf = await makeCert({ cn: 'kv-x509-dev' });
+    secrets.push(leaf.keyPem.replace(/-----[A-Z ]+-----/g, '').replace(/\s+/g, ''));
+    const enrolled = await call('PUT', '/enrollments/kv-x509-dev', {
+      attestation: { type: 'x509', x509: { clientCertificates: { primary: { certificate: leaf.pem } } } },
+    });
+    expect(enrolled.status, enrolled.text).toBe(200);
+    const transport = new Http();
+    transport.setTransportOptions({ pollingInterval: 50 });
+    const security = new X509Security('kv-x509-dev', { cert: leaf.pem, key: leaf.keyPem });
+    const client = ProvisioningDeviceClient.create(s.deviceEndpoint, s.idScope, transport, security);
+    expect(await client.register()).toMatchObject({ status: 'assigned', deviceId: 'kv-x509-dev' });
+
+    const wrongKey = key();
+    secrets.push(wrongKey);
+    await expect(registerDevice(s.deviceEndpoint, s.idScope, 'kv-dev-0', wrongKey)).rejects.toBeDefined();
+
+    const policy = await call('PUT', '/accessPolicies/kv-reader', { rights: 'EnrollmentRead' });
+    expect(policy.status).toBe(200);
+    const rotated = await call('POST', '/accessPolicies/kv-reader/regenerateKey', { keyType: 'primary' });
+    expect(rotated.status).toBe(200);
+    for (const body of [policy.json, rotated.json] as { primaryKey: string; secondaryKey: string }[]) {
+      secrets.push(body.primaryKey, body.secondaryKey);
+    }
+  });
+
+  it('no secret appears in any log line or event of the run (keys, owner key, hub key, tokens)', async () => {
+    // Stopping drains the outbox: every event of the run is then in the log and the events file.
+    await stack?.stop();
+    stack = undefined;
+    expect(existsSync(eventsFile)).toBe(true);
+    const events = readFileSync(eventsFile, 'utf8');
+    const text = `${logs.join('\n')}\n${events}`;
     expect(logs.filter((l) => l.includes('/register')).length).toBeGreaterThan(ENROLLMENTS);
+    // The run did produce the events whose payloads could carry secrets, in the log and in the file (registration
+    // events too, once the registration service records them: every type in the file is checked in the log).
+    const types = new Set([...events.matchAll(/"type":"opendps\.([\w.]+)"/g)].map((m) => m[1] ?? ''));
+    for (const type of [
+      ...types,
+      'enrollment.created',
+      'enrollmentGroup.created',
+      'linkedHub.created',
+      'accessPolicy.created',
+      'accessPolicy.keyRegenerated',
+    ]) {
+      expect(
+        logs.some((l) => l.includes(` event ${type} `)),
+        type,
+      ).toBe(true);
+      expect(events, type).toContain(`"opendps.${type}"`);
+    }
     const tokens = await Promise.all(
       ['https://iothubs.azure.net/.default', 'https://vault.azure.net/.default'].map(
         async (scope) => (await credential.getToken(scope)).token.split('.')[2] ?? '<none>',
@@ -198,7 +263,10 @@ describe('Key Vault key provider and identity, across fresh instances', () => {
     );
     for (const secret of [...secrets, ...tokens, credential.secret.toString('base64')]) {
       expect(secret.length).toBeGreaterThan(10);
-      expect(text).not.toContain(secret);
+      // As is, URL-encoded (a key in a query or a form) and as the hex of its bytes.
+      for (const form of [secret, encodeURIComponent(secret), Buffer.from(secret, 'base64').toString('hex')]) {
+        expect(text).not.toContain(form);
+      }
     }
   });
 });
