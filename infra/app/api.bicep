@@ -54,7 +54,9 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
       minTlsVersion: '1.2'
       scmMinTlsVersion: '1.2'
       ftpsState: 'Disabled'
-      http20Enabled: true
+      // App Service requests client certificates over HTTP/1.1 only (Azure Policy retired its client-certificate rule
+      // "because HTTP 2.0 doesn't support client certificates"); the device SDKs speak HTTP/1.1 anyway.
+      http20Enabled: false
     }
     functionAppConfig: {
       deployment: {

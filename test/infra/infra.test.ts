@@ -268,6 +268,24 @@ describe('deployment consistency', () => {
     expect(undocumented, 'set in infra/app/api.bicep but missing from the README configuration table').toEqual([]);
   });
 
+  it('the function app asks for client certificates without requiring them, on HTTPS/TLS 1.2+, Node 22, FC1', async () => {
+    const { tree } = await bicep('infra/app/api.bicep');
+    const site = resources(tree).find((r) => r.type.startsWith('Microsoft.Web/sites@'));
+    const props = objectProperties(objectProperties(site?.body ?? tree.rootNode).get('properties') ?? tree.rootNode);
+    expect(props.get('clientCertEnabled')?.text).toBe('true');
+    // Never Required (SAS and TPM devices have no certificate); no exclusion paths (they force TLS renegotiation).
+    expect(props.get('clientCertMode')?.text).toBe("'Optional'");
+    expect(props.has('clientCertExclusionPaths')).toBe(false);
+    expect(props.get('httpsOnly')?.text).toBe('true');
+    const siteConfig = objectProperties(props.get('siteConfig') ?? tree.rootNode);
+    expect(siteConfig.get('minTlsVersion')?.text).toBe("'1.2'");
+    expect(siteConfig.get('http20Enabled')?.text).toBe('false');
+    const fac = objectProperties(props.get('functionAppConfig') ?? tree.rootNode);
+    expect(fac.get('runtime')?.text.replace(/\s+/g, ' ')).toBe("{ name: 'node', version: '22' }");
+    const plan = resources(tree).find((r) => r.type.startsWith('Microsoft.Web/serverfarms@'));
+    expect(objectProperties(plan?.body ?? tree.rootNode).get('sku')?.text).toMatch(/name: 'FC1'/);
+  });
+
   it('the app settings the template writes load as a Key Vault, Tables-identity, Event Hubs-identity configuration', async () => {
     const { tree } = await bicep('infra/app/api.bicep');
     const settingsResource = resources(tree).find((r) => r.type.startsWith('Microsoft.Web/sites/config@'));
