@@ -56,15 +56,28 @@ export function formatKeyVault(levels: readonly KeyVaultLevel[], local: readonly
     );
     for (const kv of level.scenarios.filter((s) => s.unit === 'registration')) {
       const base = local.find((s) => s.scenario === kv.scenario && s.concurrency === kv.concurrency);
-      const delta = base && base.perSecond > 0 ? ((kv.perSecond - base.perSecond) / base.perSecond) * 100 : NaN;
       out.push(
         `    ${kv.scenario.padEnd(28)} ${kv.perSecond.toFixed(0).padStart(6)}/s vs local ${(base?.perSecond ?? 0).toFixed(0).padStart(6)}/s` +
-          (Number.isNaN(delta) ? '' : ` (${delta >= 0 ? '+' : ''}${delta.toFixed(1)} %)`),
+          `${percent(kv.perSecond, base?.perSecond)}; host CPU ${kv.hostCpuMsPerOp.toFixed(2)} vs ` +
+          `${(base?.hostCpuMsPerOp ?? 0).toFixed(2)} ms/registration${percent(kv.hostCpuMsPerOp, base?.hostCpuMsPerOp)}` +
+          `; table requests ${kv.tableRequestsPerOp.toFixed(2)} vs ${(base?.tableRequestsPerOp ?? 0).toFixed(2)}` +
+          `; rest of the machine ${noise(kv)} vs ${base ? noise(base) : '?'}`,
       );
     }
   }
+  out.push(
+    '  Registrations/s swing with the rest of the machine (other processes); host CPU per registration and table',
+    '  requests per registration are the provider-dependent cost, and are what to compare on a busy machine.',
+  );
   return out.join('\n');
 }
+
+const percent = (value: number, base: number | undefined): string =>
+  base && base > 0 ? ` (${value >= base ? '+' : ''}${(((value - base) / base) * 100).toFixed(1)} %)` : '';
+
+/** The CPU the rest of the machine used during the scenario, in cores (100 % = one core), when measured. */
+const noise = (s: ScenarioResult): string =>
+  s.cpuPercent.other === undefined ? '?' : `${(s.cpuPercent.other / 100).toFixed(1)} cores`;
 
 /** The bench's processes start without NODE_EXTRA_CA_CERTS: Key Vault clients trust the run's dev CA through this. */
 export function devCaAgent(certs: CertificateFiles): Agent {
