@@ -28,6 +28,8 @@ export interface Config {
   hubCaFile?: string;
   /** Key of the root access policy `provisioningserviceowner` (all rights); the service API is closed without it. */
   serviceOwnerKey?: string;
+  /** DPS_SERVICE_OWNER_KEY holds a Key Vault reference the platform did not resolve (the service API stays closed). */
+  serviceOwnerKeyUnresolved?: true;
   /** Host names a service token's `sr` may name; empty: the request's Host header. */
   serviceHostNames: string[];
   /** How far in the future a SAS token's expiry (`se`) may be, for service and device tokens alike. */
@@ -80,7 +82,11 @@ export function loadConfig(env: Env = process.env): Config {
   }
   const azureClientId = env.AZURE_CLIENT_ID?.trim();
   const hubCaFile = env.DPS_HUB_CA_FILE?.trim();
-  const serviceOwnerKey = env.DPS_SERVICE_OWNER_KEY?.trim();
+  const rawOwnerKey = env.DPS_SERVICE_OWNER_KEY?.trim();
+  // App Service leaves a Key Vault reference it cannot resolve (secret not yet written, role not yet effective) as its
+  // literal text: close the service API with a warning rather than fail every request, device registrations included.
+  const serviceOwnerKeyUnresolved = /^@Microsoft\.KeyVault\(/i.test(rawOwnerKey ?? '');
+  const serviceOwnerKey = serviceOwnerKeyUnresolved ? undefined : rawOwnerKey;
   if (serviceOwnerKey && !BASE64.test(serviceOwnerKey)) {
     throw new ConfigError('DPS_SERVICE_OWNER_KEY must be base64 (e.g. of 32 random bytes).');
   }
@@ -106,6 +112,7 @@ export function loadConfig(env: Env = process.env): Config {
     cacheTtlMs: integer(env, 'DPS_CACHE_TTL_MS', 5000),
     ...(hubCaFile ? { hubCaFile } : {}),
     ...(serviceOwnerKey ? { serviceOwnerKey } : {}),
+    ...(serviceOwnerKeyUnresolved ? { serviceOwnerKeyUnresolved: true as const } : {}),
     serviceHostNames: (env.DPS_SERVICE_HOSTNAMES ?? '')
       .split(',')
       .map((h) => h.trim())
@@ -155,11 +162,20 @@ function eventsConfig(env: Env): EventsConfig {
 
 /** What an operator should hear about at start: settings that are valid but weaken the deployment. */
 export function configWarnings(cfg: Config): string[] {
-  if (cfg.serviceHostNames.length > 0 || cfg.devStack) return [];
-  return [
-    'DPS_SERVICE_HOSTNAMES is not set: service tokens are checked against the Host header of each request. ' +
-      "Set it to this service's public host name(s).",
-  ];
+  const warnings: string[] = [];
+  if (cfg.serviceHostNames.length === 0 && !cfg.devStack) {
+    warnings.push(
+      'DPS_SERVICE_HOSTNAMES is not set: service tokens are checked against the Host header of each request. ' +
+        "Set it to this service's public host name(s).",
+    );
+  }
+  if (cfg.serviceOwnerKeyUnresolved) {
+    warnings.push(
+      'DPS_SERVICE_OWNER_KEY is a Key Vault reference the platform did not resolve: the root access policy is off ' +
+        'until it does (check the secret exists and the app identity may read it; `azd hooks run postprovision`).',
+    );
+  }
+  return warnings;
 }
 
 function region(env: Env): { region?: string } {

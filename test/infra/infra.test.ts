@@ -326,6 +326,8 @@ describe('deployment consistency', () => {
     for (const [name, value] of props ? objectProperties(props) : []) env[name] = evaluate(value);
     // A Key Vault reference: the platform resolves it to the secret the hook wrote (32 random bytes, base64).
     expect(env.DPS_SERVICE_OWNER_KEY).toMatch(/^@Microsoft\.KeyVault\(VaultName=kv-\w+;SecretName=[\w-]+\)$/);
+    // Until it resolves, App Service passes the reference text: the service still starts (service API closed).
+    expect(loadConfig(env)).toMatchObject({ serviceOwnerKeyUnresolved: true });
     env.DPS_SERVICE_OWNER_KEY = Buffer.alloc(32, 7).toString('base64');
     const cfg = loadConfig(env);
     expect(cfg.keyVault).toEqual({ url: 'https://kv-0123456789abc.vault.azure.net', keyName: 'dps-kek' });

@@ -159,6 +159,18 @@ describe('hardening settings', () => {
     );
   });
 
+  it('an unresolved Key Vault reference in DPS_SERVICE_OWNER_KEY closes the root policy with a warning, not an error', () => {
+    const cfg = loadConfig({
+      ...base(),
+      DPS_SERVICE_HOSTNAMES: 'dps.example.com',
+      DPS_SERVICE_OWNER_KEY: '@Microsoft.KeyVault(VaultName=kv-abc;SecretName=dps-service-owner-key)',
+    });
+    expect(cfg.serviceOwnerKey).toBeUndefined();
+    expect(configWarnings(cfg)).toEqual([expect.stringContaining('Key Vault reference the platform did not resolve')]);
+    // Any other non-base64 value is still a mistake the operator must hear about at once.
+    expect(configError({ ...base(), DPS_SERVICE_OWNER_KEY: 'not a key!' }).message).toContain('DPS_SERVICE_OWNER_KEY');
+  });
+
   it('warns when DPS_SERVICE_HOSTNAMES is unset outside the dev stack', () => {
     expect(configWarnings(loadConfig(base()))).toEqual([expect.stringContaining('DPS_SERVICE_HOSTNAMES is not set')]);
     expect(configWarnings(loadConfig({ ...base(), DPS_SERVICE_HOSTNAMES: 'dps.example.com' }))).toEqual([]);
