@@ -48,6 +48,8 @@ export interface Config {
 }
 
 export interface EventsConfig {
+  /** DPS_EVENTS=off records no events (default on). */
+  enabled: boolean;
   /** Event Hubs, or undefined: the local sink (log lines, and a JSON-lines file when `file` is set). */
   eventHubs?: EventHubsTarget;
   file?: string;
@@ -151,7 +153,9 @@ function eventsConfig(env: Env): EventsConfig {
   }
   const file = env.DPS_EVENTS_FILE?.trim();
   const hosts = (env.DPS_SERVICE_HOSTNAMES ?? '').split(',').map((h) => h.trim());
+  const enabled = (env.DPS_EVENTS?.trim().toLowerCase() ?? 'on') !== 'off';
   return {
+    enabled,
     ...(eventHubs ? { eventHubs } : {}),
     ...(file ? { file } : {}),
     console: (env.DPS_EVENTS_CONSOLE?.trim() ?? 'true') !== 'false',

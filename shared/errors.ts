@@ -12,6 +12,8 @@ export class DpsError extends Error {
     readonly headers: Record<string, string> = {},
     /** Fields added to the JSON body (a TPM challenge's `authenticationKey` and `keyName`). */
     readonly extraBody: Record<string, unknown> = {},
+    /** What the client is not told (e.g. which attestation check failed): for events and logs, never the response. */
+    readonly detail?: string,
   ) {
     super(message);
     this.name = 'DpsError';
@@ -20,7 +22,8 @@ export class DpsError extends Error {
 
 // Named constructors for the codes the device SDKs and the reference know (see reference/dps-protocol.md §1.6).
 export const badRequest = (message: string, subCode = 4): DpsError => new DpsError(400, 400000 + subCode, message);
-export const unauthorized = (message = 'Unauthorized'): DpsError => new DpsError(401, 401002, message);
+export const unauthorized = (message = 'Unauthorized', detail?: string): DpsError =>
+  new DpsError(401, 401002, message, {}, {}, detail);
 export const notFound = (message: string, errorCode = 404201): DpsError => new DpsError(404, errorCode, message);
 export const conflict = (message: string, errorCode = 409203): DpsError => new DpsError(409, errorCode, message);
 export const preconditionFailed = (message = 'Precondition failed.'): DpsError => new DpsError(412, 412002, message);

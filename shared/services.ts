@@ -16,6 +16,7 @@ import { eventSource } from './events/catalogue';
 import { confirmer } from './events/confirm';
 import type { EventPorts } from './events/outbox';
 import { Outbox } from './events/outbox';
+import { RegistrationJournal } from './events/registrationJournal';
 import { EventHubsSink, LocalSink } from './events/sinks';
 import { HubClients } from './hubs/registryClient';
 import { setMaxSasLifetime } from './http/sas';
@@ -88,10 +89,13 @@ export function createServices(cfg: Config): { ready: Promise<void>; services: S
         }),
     confirm: (events) => confirm(events),
     sweepAfterMs: cfg.events.sweepAfterMs,
+    // Beyond the longest a change can still be landing: a register PUT's budget, its hub step, and Table retries.
+    settleAfterMs: Math.max(cfg.events.sweepAfterMs, 2 * (cfg.registerBudgetMs + cfg.hubTimeoutMs) + 120_000),
     log: (message) => console.warn(`[events] ${message}`),
   });
-  const events: EventPorts = { outbox, origin };
-  const devices = new DeviceRepository(tables.devices, enrollments, outbox);
+  // DPS_EVENTS=off: no event is recorded (the benchmark's baseline); the outbox still sweeps what was left.
+  const events: EventPorts | undefined = cfg.events.enabled ? { outbox, origin } : undefined;
+  const devices = new DeviceRepository(tables.devices, enrollments);
   const confirm = confirmer({ enrollments, groups, devices, configuration, etagOf: enrollmentEtag });
   const groupCache = new TtlCache(async () => (await groups.list()).map((g) => g.value), cfg.cacheTtlMs);
   const configCache = new TtlCache(() => configuration.load(), cfg.cacheTtlMs);
@@ -116,6 +120,7 @@ export function createServices(cfg: Config): { ready: Promise<void>; services: S
     hubDeadlineMs: cfg.hubTimeoutMs,
     retryAfterSeconds: cfg.retryAfterSeconds,
     log: (message) => console.warn(`[registration] ${message}`),
+    ...(events ? { events: new RegistrationJournal(outbox, origin) } : {}),
   });
   const invalidateCaches = () => {
     groupCache.invalidate();

@@ -62,13 +62,17 @@ export function attestSymmetricKey(
     if (individualSigned && individualKeys.length > 0) {
       return { kind: 'individual', enrollment: individual, deviceKeys: individualKeys };
     }
-    throw unauthorized();
+    // The device only hears 401 (no hint which IDs are enrolled); the event says which check failed.
+    throw unauthorized(undefined, "bad signature: the token is not signed by the individual enrollment's keys");
   }
   const index = groupSigned.indexOf(true);
   const group = groups[index];
   const deviceKeys = derived[index];
   if (group && deviceKeys) return { kind: 'group', group, deviceKeys };
-  throw unauthorized();
+  throw unauthorized(
+    undefined,
+    'unknown device or bad signature: no individual enrollment, and no group key signs the token',
+  );
 }
 
 /** The token names this resource and has not expired (401 otherwise). */

@@ -1,22 +1,25 @@
 // The transactional outbox: no committed change without its event.
 //
-// 1. Before a change commits, a *marker* naming its events goes to a small sharded index (`pending-0…7` partitions
-//    of the outbox table). Markers of concurrent changes are group-committed: one batch write covers every change
-//    waiting at that moment, so under load a marker costs a fraction of a round trip.
+// 1. Before a change can commit, a *marker* goes to a small sharded index (`pending-0…7` partitions of the outbox
+//    table). A registration's marker says "device partition P may hold unsent events from time T on"; it is written
+//    when the register PUT starts, in parallel with the device-partition read, so it costs no sequential round trip.
+//    Markers of concurrent requests are group-committed: one batch write covers every request waiting at that moment.
 // 2. The change commits with its events: registration events as `event|<id>` rows in the device's partition, in the
 //    same Table transaction as the registration row (still one round trip). They stay there as the device's recent
 //    event history and are the proof that the change committed.
 // 3. After the commit the events are queued in memory and sent in the background (off the device's latency path);
-//    once Event Hubs accepted them the marker is deleted (batched too).
+//    once Event Hubs accepted every event committed under a marker and its operation ended, the marker is deleted.
 // 4. The sweep (timer function; the dev stack on an interval) reads only the index: markers older than
-//    `sweepAfterMs` are changes whose sender crashed, was throttled or overflowed. A registration marker is checked
-//    against its device partition (events there: committed, send them; absent: the commit never happened, drop the
-//    marker); a management marker carries its events and is confirmed by reading the changed object. It never reads
-//    rows that have nothing pending.
+//    `sweepAfterMs` belong to an instance that crashed, was throttled or overflowed. A registration marker's partition
+//    is read from T on (event IDs begin with their time) and what is there is sent; a management marker carries its
+//    events and is confirmed by reading the changed object. A marker is dropped only once it is older than
+//    `settleAfterMs` (beyond the longest a change can still be landing); until then the sweep keeps it, with a cursor
+//    so the same events are not re-sent. It never reads rows that have nothing pending.
 import type { TableClient, TransactionAction } from '@azure/data-tables';
 import { odata } from '@azure/data-tables';
 
 import type { CloudEvent, EventOrigin } from './catalogue';
+import { newEventId } from './catalogue';
 import type { EventSink } from './sinks';
 import { isStatus } from '../storage/tables';
 
@@ -26,20 +29,38 @@ const BATCH = 100;
 /** Events handed to the sink per send. */
 const SEND_CHUNK = 500;
 export const EVENT_ROW_PREFIX = 'event|';
+/** The sweep reads a registration marker's partition from a little before the marker (clock adjustments). */
+const CLOCK_SLACK_MS = 60_000;
 
 type MarkerEntity = {
   partitionKey: string;
   rowKey: string;
-  /** The device partition holding the events (registration markers). */
+  /** The device partition whose event rows this marker covers (registration markers). */
   partition?: string;
-  /** The events, as JSON. */
-  events: string;
+  /** The events, as JSON (management markers). */
+  events?: string;
+  /** The last event row the sweep sent from `partition` (a marker the sweep keeps until it settles). */
+  sent?: string;
 };
 
-/** A change's events, announced to the index before the change commits. */
+/** A management change's events, announced to the index before the change commits. */
 export interface Intent {
   readonly events: readonly CloudEvent[];
   readonly marker: MarkerEntity;
+}
+
+/**
+ * A registration operation's marker: events committed to its device partition while it is open are found by the
+ * sweep. `ready` resolves once the marker is durable; no event may commit before (DeviceRepository awaits it).
+ */
+export interface Ticket {
+  readonly ready: Promise<void>;
+  /** Events that committed under this marker: sent in the background. */
+  committed(events: readonly CloudEvent[]): void;
+  /** Another party (a background commit) will commit under this marker: the marker stays until it releases too. */
+  retain(): void;
+  /** The holder will commit nothing more; once nothing is left to send, the marker is deleted. */
+  release(): void;
 }
 
 export interface OutboxOptions {
@@ -50,11 +71,16 @@ export interface OutboxOptions {
   sink: EventSink;
   /**
    * For a management marker found by the sweep: the events whose change did commit, with fields only known after it
-   * (an ETag). Empty when the change never happened.
+   * (an ETag). Empty when the change never happened (or has not landed yet).
    */
   confirm: (events: readonly CloudEvent[]) => Promise<CloudEvent[]>;
   /** A marker older than this is the sweep's. */
   sweepAfterMs: number;
+  /**
+   * A marker older than this can have no change still landing under it (beyond the longest register PUT, hub step
+   * and commit, retries included): the sweep may drop it. Until then it keeps it. Default: 10 × sweepAfterMs.
+   */
+  settleAfterMs?: number;
   /** Events held in memory for the background sender; beyond it, committed events wait for the sweep. */
   queueLimit?: number;
   log: (message: string) => void;
@@ -68,6 +94,8 @@ export interface OutboxStats {
   deferred: number;
   /** Best-effort events (attestation refusals) dropped because the queue was full. */
   dropped: number;
+  /** Best-effort events published (delivered or dropped). */
+  bestEffort: number;
   /** Failed sends (each retried). */
   sendFailures: number;
   /** Events delivered by the sweep. */
@@ -95,7 +123,8 @@ export function recorded<T>(
 
 interface QueueItem {
   events: readonly CloudEvent[];
-  marker?: MarkerEntity;
+  /** Called once the sink accepted them. */
+  sent?: () => void;
 }
 
 /** The device-partition rows of a commit's events. */
@@ -105,6 +134,17 @@ export function eventRows(partitionKey: string, events: readonly CloudEvent[]): 
 
 /** Event IDs begin with 12 hex digits of milliseconds, so a row key says how old an event is. */
 export const eventTime = (id: string): number => parseInt(id.slice(0, 12), 16);
+const hexTime = (ms: number): string => Math.max(0, ms).toString(16).padStart(12, '0');
+
+export interface SweepReport {
+  /** Markers read. */
+  markers: number;
+  delivered: number;
+  /** Markers deleted (settled: delivered, or their change never happened). */
+  settled: number;
+  /** Markers kept because a change may still land under them. */
+  kept: number;
+}
 
 export class Outbox {
   private readonly queue: QueueItem[] = [];
@@ -116,7 +156,16 @@ export class Outbox {
   private readonly deletes: GroupWriter;
   private nextShard = 0;
   private readonly now: () => number;
-  readonly stats: OutboxStats = { delivered: 0, deferred: 0, dropped: 0, sendFailures: 0, swept: 0, queued: 0 };
+  private readonly shard = () => `pending-${this.nextShard++ % SHARDS}`;
+  readonly stats: OutboxStats = {
+    delivered: 0,
+    deferred: 0,
+    dropped: 0,
+    bestEffort: 0,
+    sendFailures: 0,
+    swept: 0,
+    queued: 0,
+  };
 
   constructor(private readonly options: OutboxOptions) {
     this.now = options.now ?? Date.now;
@@ -129,25 +178,66 @@ export class Outbox {
   }
 
   /**
-   * Step 1: makes the events findable by the sweep before their change commits. `devicePartition`: the events will
-   * be committed as rows of that device partition; otherwise the marker carries them (management changes).
+   * Step 1 of a registration: the marker for the device partition `partition`, written now (group-committed). Call
+   * it before the partition read, so the write overlaps the read; release the ticket when the request ends.
    */
-  async intend(events: readonly CloudEvent[], devicePartition?: string): Promise<Intent> {
+  open(partition: string): Ticket {
+    const marker: MarkerEntity = { partitionKey: '', rowKey: newEventId(new Date(this.now())), partition };
+    const ready = this.writes.write(marker, this.shard);
+    ready.catch(() => undefined); // the commit awaiting it reports the failure
+    let holders = 1;
+    let sending = 0;
+    let leftToSweep = false;
+    const settle = () => {
+      if (holders > 0 || sending > 0 || leftToSweep) return;
+      // Nothing committed under a marker still waiting for its batch: it is never written at all.
+      if (this.writes.cancel(marker)) return;
+      ready.then(
+        () => this.deletes.write(marker).catch(() => undefined), // a leftover is swept: duplicates, same IDs
+        () => undefined,
+      );
+    };
+    return {
+      ready,
+      committed: (events) => {
+        sending++;
+        const queued = this.enqueue({
+          events,
+          sent: () => {
+            sending--;
+            settle();
+          },
+        });
+        if (!queued) {
+          sending--;
+          leftToSweep = true;
+          this.stats.deferred += events.length;
+        }
+      },
+      retain: () => {
+        holders++;
+      },
+      release: () => {
+        holders--;
+        settle();
+      },
+    };
+  }
+
+  /** Step 1 of a management change: a marker carrying its events. */
+  async intend(events: readonly CloudEvent[]): Promise<Intent> {
     const first = events[0];
     if (!first) throw new Error('An intent needs at least one event.');
-    const marker: MarkerEntity = {
-      partitionKey: '',
-      rowKey: first.id,
-      ...(devicePartition !== undefined ? { partition: devicePartition } : {}),
-      events: JSON.stringify(events),
-    };
-    await this.writes.write(marker, () => `pending-${this.nextShard++ % SHARDS}`);
+    const marker: MarkerEntity = { partitionKey: '', rowKey: first.id, events: JSON.stringify(events) };
+    await this.writes.write(marker, this.shard);
     return { events, marker };
   }
 
   /** Step 3: the change committed; send its events in the background (`events` may add post-commit fields). */
   committed(intent: Intent, events: readonly CloudEvent[] = intent.events): void {
-    if (!this.enqueue({ events, marker: intent.marker })) this.stats.deferred += events.length;
+    const marker = intent.marker;
+    const sent = () => void this.deletes.write(marker).catch(() => undefined);
+    if (!this.enqueue({ events, sent })) this.stats.deferred += events.length;
   }
 
   /** The change failed for certain (e.g. a lost race): its marker goes. */
@@ -157,6 +247,7 @@ export class Outbox {
 
   /** Events of no state change (attestation refusals): sent in the background, counted when the queue is full. */
   publishBestEffort(events: readonly CloudEvent[]): void {
+    this.stats.bestEffort += events.length;
     if (this.enqueue({ events })) return;
     if (this.stats.dropped === 0 || this.stats.dropped % 1000 === 0) {
       this.options.log(`event queue full: best-effort events dropped (${this.stats.dropped + events.length} so far)`);
@@ -198,26 +289,44 @@ export class Outbox {
 
   /**
    * Step 4: delivers the events of markers older than `sweepAfterMs`, reading only the index partitions and, per
-   * marker, its device partition's event rows. Stops at the first failed send (the next sweep resumes).
+   * marker, its device partition's event rows from the marker's time on. Stops at the first failed send (the next
+   * sweep resumes).
    */
-  async sweep(): Promise<{ markers: number; delivered: number; dropped: number }> {
-    const report = { markers: 0, delivered: 0, dropped: 0 };
-    const cutoff = (this.now() - this.options.sweepAfterMs).toString(16).padStart(12, '0');
+  async sweep(): Promise<SweepReport> {
+    const report: SweepReport = { markers: 0, delivered: 0, settled: 0, kept: 0 };
+    const now = this.now();
+    const cutoff = hexTime(now - this.options.sweepAfterMs);
+    const settleAfterMs = this.options.settleAfterMs ?? 10 * this.options.sweepAfterMs;
     for (let shard = 0; shard < SHARDS; shard++) {
       const filter = odata`PartitionKey eq ${`pending-${shard}`} and RowKey lt ${cutoff}`;
       const pages = this.options.table.listEntities<MarkerEntity>({ queryOptions: { filter } }).byPage({
         maxPageSize: 200,
       });
       for await (const page of pages) {
-        const found = await Promise.all(page.map((m) => this.committedEvents(m)));
-        const events = found.flat();
+        const found = await Promise.all(page.map((m) => this.pendingEvents(m)));
+        const events = found.flatMap((f) => f.events);
         for (let i = 0; i < events.length; i += SEND_CHUNK) {
           await this.options.sink.send(events.slice(i, i + SEND_CHUNK));
         }
-        await Promise.all(page.map((m) => this.deletes.write(m)));
+        await Promise.all(
+          page.map(async (marker, i) => {
+            const { events: sent, last } = found[i] ?? { events: [] };
+            const settled = now - eventTime(marker.rowKey) >= settleAfterMs;
+            // A management change confirmed is done; anything else may still have a commit landing under it.
+            if (settled || (marker.partition === undefined && sent.length > 0)) {
+              report.settled++;
+              return this.deletes.write(marker);
+            }
+            report.kept++;
+            if (last === undefined) return;
+            const cursor = { partitionKey: marker.partitionKey, rowKey: marker.rowKey, sent: last };
+            await this.options.table.updateEntity(cursor, 'Merge').catch((err: unknown) => {
+              if (!isStatus(err, 404)) throw err; // the live sender finished and deleted it meanwhile
+            });
+          }),
+        );
         report.markers += page.length;
         report.delivered += events.length;
-        report.dropped += page.length - found.filter((f) => f.length > 0).length;
       }
     }
     this.stats.swept += report.delivered;
@@ -225,18 +334,20 @@ export class Outbox {
     return report;
   }
 
-  /** The marker's events if their change committed, else none. */
-  private async committedEvents(marker: MarkerEntity): Promise<CloudEvent[]> {
-    const events = JSON.parse(marker.events) as CloudEvent[];
-    if (marker.partition === undefined) return this.options.confirm(events);
-    const ids = new Set(events.map((e) => `${EVENT_ROW_PREFIX}${e.id}`));
-    const sorted = [...ids].sort();
-    const filter = odata`PartitionKey eq ${marker.partition} and RowKey ge ${sorted[0] ?? ''} and RowKey le ${sorted[sorted.length - 1] ?? ''}`;
-    const committed = new Set<string>();
-    for await (const row of this.options.devices.listEntities({ queryOptions: { filter, select: ['RowKey'] } })) {
-      if (typeof row.rowKey === 'string') committed.add(row.rowKey);
+  /** What a marker covers that committed and the sweep has not sent yet (and the last such row key). */
+  private async pendingEvents(marker: MarkerEntity): Promise<{ events: CloudEvent[]; last?: string }> {
+    if (marker.partition === undefined) {
+      return { events: await this.options.confirm(JSON.parse(marker.events ?? '[]') as CloudEvent[]) };
     }
-    return events.filter((e) => committed.has(`${EVENT_ROW_PREFIX}${e.id}`));
+    const from = marker.sent ?? `${EVENT_ROW_PREFIX}${hexTime(eventTime(marker.rowKey) - CLOCK_SLACK_MS)}`;
+    const filter = odata`PartitionKey eq ${marker.partition} and RowKey gt ${from} and RowKey lt ${'event}'}`;
+    const events: CloudEvent[] = [];
+    let last: string | undefined;
+    for await (const row of this.options.devices.listEntities<{ doc: string }>({ queryOptions: { filter } })) {
+      events.push(JSON.parse(row.doc) as CloudEvent);
+      last = row.rowKey;
+    }
+    return { events, ...(last !== undefined ? { last } : {}) };
   }
 
   private enqueue(item: QueueItem): boolean {
@@ -277,9 +388,7 @@ export class Outbox {
       this.queuedEvents -= count;
       this.stats.queued = this.queuedEvents;
       this.stats.delivered += count;
-      for (const item of items) {
-        if (item.marker) this.deletes.write(item.marker).catch(() => undefined); // a leftover is swept (a duplicate)
-      }
+      for (const item of items) item.sent?.();
     }
   }
 }
@@ -303,6 +412,14 @@ class GroupWriter {
       this.waiting.push({ entity, done: (err) => (err === undefined ? resolve() : reject(err)) });
       this.flush(shard);
     });
+  }
+
+  /** Takes a write that is still waiting for its batch back (it is never made); false once it is in flight. */
+  cancel(entity: MarkerEntity): boolean {
+    const i = this.waiting.findIndex((w) => w.entity === entity);
+    const [taken] = i < 0 ? [] : this.waiting.splice(i, 1);
+    taken?.done(new Error('cancelled'));
+    return taken !== undefined;
   }
 
   private flush(shard?: () => string): void {

@@ -25,12 +25,14 @@ import type {
 } from '../domain/registrationState';
 import type { ServiceConfiguration } from '../domain/serviceConfig';
 import { DpsError, notFound, unauthorized } from '../errors';
+import type { DeviceCall, RegistrationAttempt, RegistrationJournal } from '../events/registrationJournal';
 import type { JsonResult } from '../http/response';
 import type { RecentMap } from '../storage/cache';
 import type {
   AssignmentPlan,
   DevicePartition,
   DeviceRepository,
+  EventCommit,
   OperationRecord,
   StoredRegistration,
   Versioned,
@@ -67,6 +69,8 @@ export interface RegistrationPorts {
   /** Seconds a device should wait before polling an `assigning` operation. */
   retryAfterSeconds: number;
   log: (message: string) => void;
+  /** The registration events (accepted, assigned, failed, disabled, attestationFailed); none when events are off. */
+  events?: RegistrationJournal;
 }
 
 export type RecentAttestation = RecentCheck;
@@ -76,20 +80,34 @@ interface Attested {
   partition: DevicePartition;
 }
 
+/** `detail`: what went wrong at the hub, for the `failed` event (the device is told only `errorMessage`). */
 type HubOutcome =
   | { ok: true; identityMissing?: undefined }
-  | { ok: false; errorCode: number; errorMessage: string; identityMissing?: true };
+  | { ok: false; errorCode: number; errorMessage: string; identityMissing?: true; detail?: string };
 
 export class RegistrationService {
   constructor(private readonly ports: RegistrationPorts) {}
 
   /** PUT {idScope}/registrations/{registrationId}/register */
   async register(request: DeviceRequest): Promise<JsonResult> {
-    this.checkRequest(request);
-    const { attestation, partition } = await this.attest(request);
+    this.checkRequest(request, 'register');
+    // The operation's outbox marker is written while the partition is read: no round trip of its own.
+    const attempt = this.ports.events?.begin(request.registrationId);
+    try {
+      return await this.registerAttempt(request, attempt);
+    } finally {
+      attempt?.ticket.release();
+    }
+  }
+
+  /** Every write of a register PUT commits its events with it (`attempt`: none when events are off). */
+  private async registerAttempt(request: DeviceRequest, attempt: RegistrationAttempt | undefined): Promise<JsonResult> {
+    const { attestation, partition } = await this.attest(request, 'register');
     const previous = partition.registration;
     const operationId = newOperationId();
     const now = this.ports.clock();
+    attempt?.attested(request, operationId, attestation);
+    const seen = partition.eventRows;
 
     if (!isEnabled(attestation.enrollment)) {
       const state = this.stateOf(request, previous, now, attestation, { status: 'disabled' });
@@ -97,6 +115,7 @@ export class RegistrationService {
         request,
         { state, operation: this.operation(operationId, 'disabled', now) },
         previous,
+        attempt?.outcome(state, now.toISOString(), 'allocation', seen),
       );
       return this.operationResult(operationId, { ...state, etag: publicEtag(etag) });
     }
@@ -120,7 +139,12 @@ export class RegistrationService {
         });
     if (!planned.ok) {
       const state = this.stateOf(request, previous, now, attestation, { status: 'failed', ...planned });
-      const etag = await this.save(request, { state, operation: this.operation(operationId, 'failed', now) }, previous);
+      const etag = await this.save(
+        request,
+        { state, operation: this.operation(operationId, 'failed', now) },
+        previous,
+        attempt?.outcome(state, now.toISOString(), 'allocation', seen),
+      );
       return this.operationResult(operationId, { ...state, etag: publicEtag(etag) });
     }
 
@@ -142,7 +166,10 @@ export class RegistrationService {
     // may not create: if the identity is gone (an operator deleted it, or a racing registration moved the device),
     // creating it again is a new identity, so the row is claimed first as for a first registration.
     const claimFirst = !updatesCommittedIdentity(planned.plan, previous?.value.state);
-    const claimRow = async () => ({ value: pending, etag: await this.save(request, pending, previous) });
+    const claimRow = async () => ({
+      value: pending,
+      etag: await this.save(request, pending, previous, attempt?.claim()),
+    });
     let claim = claimFirst ? await claimRow() : undefined;
 
     let hubWork = this.runHubStep(planned.plan, attestation, linkedHubs, claimFirst);
@@ -152,7 +179,7 @@ export class RegistrationService {
       hubWork = this.runHubStep(planned.plan, attestation, linkedHubs, true);
       outcome = await withinBudget(hubWork, this.ports.budgetMs);
     }
-    if (outcome) return this.commit(request, claim ?? previous, operation, outcome, attestation);
+    if (outcome) return this.commit(request, claim ?? previous, operation, outcome, attestation, attempt, seen);
 
     // The hub is slow: make sure the row records the operation so a poll can finish it; finish it here if we can.
     if (!claim) {
@@ -163,25 +190,45 @@ export class RegistrationService {
         o.identityMissing ? this.runHubStep(planned.plan, attestation, linkedHubs, true) : o,
       );
     }
-    this.commitLater(request, claim, operation, hubWork, attestation);
+    this.commitLater(request, claim, operation, hubWork, attestation, attempt, seen);
     return this.assigning(request, operationId);
   }
 
   /** GET {idScope}/registrations/{registrationId}/operations/{operationId} */
   async operationStatus(request: DeviceRequest, operationId: string): Promise<JsonResult> {
-    this.checkRequest(request);
+    this.checkRequest(request, 'operationStatus');
     const recent = await this.recentRegistration(request);
     if (recent?.value.operation.operationId === operationId && !this.overdue(recent.value.operation)) {
       return this.pollAnswer(request, operationId, recent);
     }
-    const { attestation, partition } = await this.attest(request);
+    const { attestation, partition } = await this.attest(request, 'operationStatus');
     const current = partition.registration;
     if (!current || current.value.operation.operationId !== operationId) {
       throw notFound(`Operation ${operationId} was not found for registration ${request.registrationId}.`);
     }
     const { operation } = current.value;
     if (!this.overdue(operation) || !operation.plan) return this.pollAnswer(request, operationId, current);
+    // A takeover commits the outcome under a marker of its own, written while the claim below is (its PUT's claim
+    // committed `accepted`).
+    const attempt = this.ports.events?.begin(request.registrationId, true);
+    attempt?.attested(request, operationId, attestation);
+    try {
+      return await this.takeOver(request, current, attestation, attempt, partition.eventRows);
+    } finally {
+      attempt?.ticket.release();
+    }
+  }
 
+  private async takeOver(
+    request: DeviceRequest,
+    current: Versioned<StoredRegistration>,
+    attestation: Attestation,
+    attempt: RegistrationAttempt | undefined,
+    seen: readonly string[] | undefined,
+  ): Promise<JsonResult> {
+    const { operation } = current.value;
+    const { operationId } = operation;
+    if (!operation.plan) return this.pollAnswer(request, operationId, current);
     // The instance that started it is gone or stuck. Of the polls that see this, one takes the operation over: the
     // one whose conditional claim of the row (a new claim time, under the ETag it read) lands; the others wait.
     const taken: StoredRegistration = {
@@ -199,11 +246,12 @@ export class RegistrationService {
     const hubWork = this.runHubStep(operation.plan, attestation, linkedHubs);
     const outcome = await withinBudget(hubWork, this.ports.budgetMs);
     if (!outcome) {
-      this.commitLater(request, owned, taken.operation, hubWork, attestation);
+      this.commitLater(request, owned, taken.operation, hubWork, attestation, attempt, seen);
       return this.assigning(request, operationId);
     }
     try {
-      return { ...(await this.commit(request, owned, taken.operation, outcome, attestation)), status: 200 };
+      const committed = await this.commit(request, owned, taken.operation, outcome, attestation, attempt, seen);
+      return { ...committed, status: 200 };
     } catch (err) {
       // Another registration replaced the row meanwhile: its result is what the next poll returns.
       if (err instanceof DpsError && err.status === 409) return this.assigning(request, operationId);
@@ -213,14 +261,15 @@ export class RegistrationService {
 
   /** POST {idScope}/registrations/{registrationId}: the device asks for its current registration state. */
   async statusLookup(request: DeviceRequest): Promise<JsonResult> {
-    this.checkRequest(request);
-    const current = (await this.recentRegistration(request)) ?? (await this.attest(request)).partition.registration;
+    this.checkRequest(request, 'statusLookup');
+    const current =
+      (await this.recentRegistration(request)) ?? (await this.attest(request, 'statusLookup')).partition.registration;
     if (!current) throw notFound(`Registration ${request.registrationId} was not found.`);
     return { status: 200, body: { ...current.value.state, etag: publicEtag(current.etag) } };
   }
 
   /** Is this request this device, and by which enrollment? Reads the device partition (one round trip). */
-  private async attest(request: DeviceRequest): Promise<Attested> {
+  private async attest(request: DeviceRequest, call: DeviceCall): Promise<Attested> {
     const [partition, groups] = await Promise.all([
       this.ports.devices.load(request.registrationId),
       this.ports.groups.list(),
@@ -238,6 +287,7 @@ export class RegistrationService {
     } catch (err) {
       // Whatever was remembered no longer holds (keys rotated, enrollment gone): polls must not outlive it.
       this.ports.recentAttestations.delete(key);
+      this.ports.events?.refused(request, call, err);
       throw err;
     }
     if (attestation.recent) this.ports.recentAttestations.set(key, attestation.recent);
@@ -257,11 +307,16 @@ export class RegistrationService {
   }
 
   /** The request is for this service's ID scope and presents some credential (401 otherwise, before any read). */
-  private checkRequest(request: DeviceRequest): void {
-    if (request.idScope.toLowerCase() !== this.ports.idScope.toLowerCase()) {
-      throw unauthorized(`The ID scope ${request.idScope} is not served here.`);
-    }
-    if (presentedMechanism(request) === undefined) throw noCredential();
+  private checkRequest(request: DeviceRequest, call: DeviceCall): void {
+    const refusal =
+      request.idScope.toLowerCase() !== this.ports.idScope.toLowerCase()
+        ? unauthorized(`The ID scope ${request.idScope} is not served here.`, 'wrong ID scope')
+        : presentedMechanism(request) === undefined
+          ? noCredential()
+          : undefined;
+    if (!refusal) return;
+    this.ports.events?.refused(request, call, refusal);
+    throw refusal;
   }
 
   /** An `assigning` operation whose owner should have finished it by now (its hub deadline passed): take it over. */
@@ -310,7 +365,12 @@ export class RegistrationService {
         return { ok: false, errorCode: 500001, errorMessage: err.message, identityMissing: true };
       }
       this.ports.log(`hub step for ${plan.deviceId} on ${plan.assignedHub} failed: ${String(err)}`);
-      return { ok: false, errorCode: 500001, errorMessage: `The IoT hub ${plan.assignedHub} could not be updated.` };
+      return {
+        ok: false,
+        errorCode: 500001,
+        errorMessage: `The IoT hub ${plan.assignedHub} could not be updated.`,
+        detail: (err instanceof Error ? err.message : String(err)).slice(0, 500),
+      };
     } finally {
       clearTimeout(timer);
     }
@@ -323,10 +383,14 @@ export class RegistrationService {
     operation: OperationRecord,
     hubWork: Promise<HubOutcome>,
     attestation: Attestation,
+    attempt: RegistrationAttempt | undefined,
+    seen: readonly string[] | undefined,
   ): void {
+    attempt?.ticket.retain(); // the marker stays until this commit's events are sent
     hubWork
-      .then((late) => this.commit(request, current, operation, late, attestation))
-      .catch((err: unknown) => this.ports.log(`background commit of ${operation.operationId} skipped: ${String(err)}`));
+      .then((late) => this.commit(request, current, operation, late, attestation, attempt, seen))
+      .catch((err: unknown) => this.ports.log(`background commit of ${operation.operationId} skipped: ${String(err)}`))
+      .finally(() => attempt?.ticket.release());
   }
 
   private async commit(
@@ -335,6 +399,8 @@ export class RegistrationService {
     operation: OperationRecord,
     outcome: HubOutcome,
     attestation: Attestation,
+    attempt: RegistrationAttempt | undefined,
+    seen: readonly string[] | undefined,
   ): Promise<JsonResult> {
     const now = this.ports.clock();
     const plan = operation.plan;
@@ -354,7 +420,14 @@ export class RegistrationService {
           });
     // A finished operation needs no plan any more; dropping it keeps the row small.
     const finished = { operationId: operation.operationId, status: state.status, startedAtUtc: operation.startedAtUtc };
-    const etag = await this.save(request, { state, operation: finished }, previous);
+    const events = attempt?.outcome(
+      state,
+      operation.startedAtUtc,
+      'hub',
+      seen,
+      outcome.ok ? undefined : outcome.detail,
+    );
+    const etag = await this.save(request, { state, operation: finished }, previous, events);
     return this.operationResult(operation.operationId, { ...state, etag: publicEtag(etag) });
   }
 
@@ -392,8 +465,9 @@ export class RegistrationService {
     request: DeviceRequest,
     value: StoredRegistration,
     previous: Versioned<unknown> | undefined,
+    events?: EventCommit,
   ): Promise<string> {
-    return this.ports.devices.saveRegistration(request.registrationId, value, previous?.etag);
+    return this.ports.devices.saveRegistration(request.registrationId, value, previous?.etag, events);
   }
 
   private operationResult(operationId: string, state: DeviceRegistrationResult): JsonResult {

@@ -10,7 +10,7 @@ import { registrationKey } from '../domain/registrationId';
 import type { DeviceRegistrationResult, RegistrationStatus } from '../domain/registrationState';
 import { conflict, preconditionFailed } from '../errors';
 import type { CloudEvent } from '../events/catalogue';
-import type { Outbox } from '../events/outbox';
+import type { Ticket } from '../events/outbox';
 import { EVENT_ROW_PREFIX, eventRows, eventTime } from '../events/outbox';
 import type { EnrollmentEntity, EnrollmentTable, Page, Versioned } from './enrollmentTable';
 import { joinColumn, splitColumn } from './columns';
@@ -61,8 +61,12 @@ export interface DevicePartition {
   eventRows?: string[];
 }
 
-/** Events committed with a registration write, and the partition's event rows as `load` saw them. */
+/**
+ * Events committed with a registration write, under the operation's outbox marker, and the partition's event rows as
+ * `load` saw them (the oldest are pruned in the same transaction).
+ */
 export interface EventCommit {
+  ticket: Ticket;
   events: readonly CloudEvent[];
   seen?: readonly string[];
 }
@@ -86,8 +90,6 @@ export class DeviceRepository {
     private readonly table: TableClient,
     /** Reads the `enrollment` rows this repository's partition queries return. */
     private readonly enrollments: EnrollmentTable<IndividualEnrollment>,
-    /** Where committed events are announced and sent from; without it events are not accepted. */
-    private readonly outbox?: Outbox,
   ) {}
 
   /** Enrollment and registration of one device in a single round trip. */
@@ -118,8 +120,8 @@ export class DeviceRepository {
   /**
    * Writes the registration row: creates it when `etag` is undefined, otherwise replaces it only if unchanged.
    * A lost race is DPS's 409203 "Precondition failed." (a concurrent registration of the same device).
-   * With `events`, they commit in the same Table transaction as the row (one round trip) after their marker is in the
-   * outbox index, and are sent in the background once committed (outbox.ts).
+   * With `events`, they commit in the same Table transaction as the row (one round trip) once their ticket's marker is
+   * in the outbox index, and are sent in the background once committed (outbox.ts).
    */
   async saveRegistration(
     registrationId: string,
@@ -154,8 +156,7 @@ export class DeviceRepository {
   }
 
   private async saveWithEvents(entity: RegistrationEntity, etag: string | undefined, commit: EventCommit) {
-    if (!this.outbox) throw new Error('DeviceRepository has no outbox: events cannot be committed.');
-    const intent = await this.outbox.intend(commit.events, entity.partitionKey);
+    await commit.ticket.ready; // normally written long ago, alongside the partition read
     const actions: TransactionAction[] = [
       etag === undefined ? ['create', entity] : ['update', entity, 'Replace', { etag }],
       ...eventRows(entity.partitionKey, commit.events),
@@ -169,12 +170,11 @@ export class DeviceRepository {
       const response = await this.table.submitTransaction(actions);
       rowEtag = response.subResponses[0]?.etag ?? '';
     } catch (err) {
-      this.outbox.abandon(intent);
       // The row's condition failed (or a pruned row was already gone): the same lost race as without events.
       if (isStatus(err, 404, 409, 412)) throw conflict('Precondition failed.');
       throw err;
     }
-    this.outbox.committed(intent);
+    commit.ticket.committed(commit.events);
     return rowEtag;
   }
 

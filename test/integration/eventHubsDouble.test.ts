@@ -5,6 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 
 import type { IndividualEnrollment } from '../../shared/domain/enrollment';
+import { registrationKey } from '../../shared/domain/registrationId';
 import { Outbox } from '../../shared/events/outbox';
 import type { StoredRegistration } from '../../shared/storage/devices';
 import { DeviceRepository } from '../../shared/storage/devices';
@@ -72,16 +73,19 @@ describe('Outbox → Event Hubs double: an outage during a burst loses nothing',
       sink,
       confirm: (events) => Promise.resolve([...events]),
       sweepAfterMs: 0,
+      settleAfterMs: 0,
       log: () => undefined,
     });
-    const devices = new DeviceRepository(tables.devices, {} as EnrollmentTable<IndividualEnrollment>, outbox);
+    const devices = new DeviceRepository(tables.devices, {} as EnrollmentTable<IndividualEnrollment>);
     try {
       double.setOutage(true);
       const committed: CloudEvent[] = [];
       await Promise.all(
         Array.from({ length: 40 }, async (_, i) => {
           const events = [accepted(`burst-${i}`), accepted(`burst-${i}`)];
-          await devices.saveRegistration(`burst-${i}`, value(`burst-${i}`), undefined, { events });
+          const ticket = outbox.open(registrationKey(`burst-${i}`));
+          await devices.saveRegistration(`burst-${i}`, value(`burst-${i}`), undefined, { ticket, events });
+          ticket.release();
           committed.push(...events);
         }),
       );
