@@ -20,6 +20,7 @@ import { odata } from '@azure/data-tables';
 
 import type { CloudEvent, EventOrigin } from './catalogue';
 import { newEventId } from './catalogue';
+import { crashPoint } from './crashPoint';
 import type { EventSink } from './sinks';
 import { isStatus } from '../storage/tables';
 
@@ -374,6 +375,7 @@ export class Outbox {
       }
       try {
         await this.options.sink.send(items.flatMap((i) => i.events));
+        crashPoint('send');
       } catch (err) {
         this.stats.sendFailures++;
         if (this.backoffMs === 0) this.options.log(`sending events failed, backing off: ${String(err)}`);
@@ -457,6 +459,7 @@ class GroupWriter {
   private async submit(entities: MarkerEntity[]): Promise<void> {
     if (this.kind === 'create') {
       await this.table.submitTransaction(entities.map((e) => ['create', e]));
+      crashPoint('marker');
       return;
     }
     try {

@@ -10,6 +10,7 @@ import { registrationKey } from '../domain/registrationId';
 import type { DeviceRegistrationResult, RegistrationStatus } from '../domain/registrationState';
 import { conflict, preconditionFailed } from '../errors';
 import type { CloudEvent } from '../events/catalogue';
+import { crashPoint } from '../events/crashPoint';
 import type { Ticket } from '../events/outbox';
 import { EVENT_ROW_PREFIX, eventRows, eventTime } from '../events/outbox';
 import type { EnrollmentEntity, EnrollmentTable, Page, Versioned } from './enrollmentTable';
@@ -174,6 +175,7 @@ export class DeviceRepository {
       if (isStatus(err, 404, 409, 412)) throw conflict('Precondition failed.');
       throw err;
     }
+    crashPoint('commit');
     commit.ticket.committed(commit.events);
     return rowEtag;
   }

@@ -166,7 +166,7 @@ describe('events: every type, from the official SDKs to the local sink', () => {
 
   it('group updated and deleted, registration state deleted', async () => {
     const group = (await dps.getEnrollmentGroup('ev-group')).responseBody;
-    await dps.createOrUpdateEnrollmentGroup({ ...group, provisioningStatus: 'disabled' } as EnrollmentGroup);
+    await dps.createOrUpdateEnrollmentGroup({ ...group, provisioningStatus: 'disabled' });
     expect((await only('enrollmentGroup.updated', 'ev-group')).data).toMatchObject({ provisioningStatus: 'disabled' });
     await dps.deleteDeviceRegistrationState('ev-dev-1');
     expect((await only('registrationState.deleted', 'ev-dev-1')).data).toEqual({ registrationId: 'ev-dev-1' });
