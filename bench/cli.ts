@@ -18,6 +18,8 @@ export interface BenchOptions {
   hostCpuProf: string | undefined;
   /** Also run every level with the Key Vault key provider (against a local double) and compare. */
   keyVault: boolean;
+  /** Run the registration scenarios a second time per level with DPS_EVENTS=off (the events ratio). */
+  eventsOff: boolean;
 }
 
 export const HELP = `Usage: npm run bench -- [options]
@@ -35,6 +37,7 @@ export const HELP = `Usage: npm run bench -- [options]
   --host-cpu-prof <dir>    write a V8 CPU profile of the host process into <dir>
   --key-vault              run each level again with the Key Vault key provider (a local double of Key Vault):
                            Key Vault calls per registration and registrations/s beside the local provider's
+  --skip-events-off        skip the second pass of the registration scenarios with events off (DPS_EVENTS=off)
   --help`;
 
 /** A bad command line: reported as one line and exit code 2, without a stack. */
@@ -63,6 +66,7 @@ function parse(argv: string[]): BenchOptions | 'help' {
       'register-budget-ms': { type: 'string' },
       'host-cpu-prof': { type: 'string' },
       'key-vault': { type: 'boolean', default: false },
+      'skip-events-off': { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
     },
   });
@@ -86,6 +90,7 @@ function parse(argv: string[]): BenchOptions | 'help' {
         : whole('register-budget-ms', values['register-budget-ms'], 0),
     hostCpuProf: values['host-cpu-prof'],
     keyVault: values['key-vault'],
+    eventsOff: !values['skip-events-off'],
   };
 }
 

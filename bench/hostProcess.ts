@@ -45,6 +45,11 @@ function stats(): HostStats {
     hubCpuMicros: (cpuSecondsOf(hub?.pid) ?? 0) * 1e6,
     connectionsOpened,
     eventLoopDelayMs: { p50: ms(loopDelay.percentile(50)), p99: ms(loopDelay.percentile(99)), max: ms(loopDelay.max) },
+    events: {
+      delivered: stack?.services.events.outbox.stats.delivered ?? 0,
+      bestEffort: stack?.services.events.outbox.stats.bestEffort ?? 0,
+      dropped: stack?.services.events.outbox.stats.dropped ?? 0,
+    },
   };
 }
 

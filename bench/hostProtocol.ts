@@ -25,6 +25,8 @@ export interface HostStats {
   connectionsOpened: number;
   /** Event-loop delay since the last `resetWindow`, ms: how long ready work waited for the host's single thread. */
   eventLoopDelayMs: { p50: number; p99: number; max: number };
+  /** The outbox's counters (shared/events/outbox.ts): events the sink accepted, best-effort ones published/dropped. */
+  events: { delivered: number; bestEffort: number; dropped: number };
 }
 
 export type DriverMessage =

@@ -18,6 +18,8 @@ export interface Window {
   driverCpuMs: number;
   /** CPU the rest of the machine used meanwhile (other processes, steal): high values mean a noisy run. */
   otherCpuMs: number | undefined;
+  /** Events the host's outbox delivered during the window. */
+  eventsDelivered: number;
 }
 
 export async function measureWindow<T>(
@@ -55,6 +57,7 @@ export async function measureWindow<T>(
       azuriteCpuMs,
       driverCpuMs,
       otherCpuMs,
+      eventsDelivered: after.events.delivered - before.events.delivered,
     },
   };
 }

@@ -27,6 +27,8 @@ export interface BenchReport {
   ratios: { concurrency: number; scenario: string; versus: 'upsert' | 'get' | 'symmetric-key group'; ratio: number }[];
   /** CPU time of one X.509 chain verification in the driver process; null when skipped. */
   x509Verification: X509CpuResult | null;
+  /** Per concurrency and registration scenario: registrations/s with events ÷ without (same run). */
+  eventsRatios: { concurrency: number; scenario: string; ratio: number; tripsOn: number; tripsOff: number }[];
   /** The service-API bulk create; null when skipped (--bulk 0). */
   bulkCreate: BulkCreateResult | null;
   coldImport: ColdImportResult | null;
@@ -34,8 +36,19 @@ export interface BenchReport {
   failed: number;
 }
 
+export function eventsRatios(scenarios: readonly ScenarioResult[]): BenchReport['eventsRatios'] {
+  return scenarios.flatMap((on) => {
+    const off = scenarios.find((s) => !s.events && s.scenario === on.scenario && s.concurrency === on.concurrency);
+    if (!on.events || !off) return [];
+    const ratio = off.perSecond > 0 ? on.perSecond / off.perSecond : 0;
+    const trips = { tripsOn: on.tableRequestsPerOp, tripsOff: off.tableRequestsPerOp };
+    return [{ concurrency: on.concurrency, scenario: on.scenario, ratio, ...trips }];
+  });
+}
+
 export function ratios(scenarios: readonly ScenarioResult[], ceiling: readonly CeilingResult[]): BenchReport['ratios'] {
   return scenarios.flatMap((s) => {
+    if (!s.events) return [];
     const c = ceiling.find((x) => x.concurrency === s.concurrency);
     if (!c) return [];
     const versus = s.unit === 'poll' ? ('get' as const) : ('upsert' as const);
@@ -43,7 +56,9 @@ export function ratios(scenarios: readonly ScenarioResult[], ceiling: readonly C
     const result: BenchReport['ratios'] = [
       { concurrency: s.concurrency, scenario: s.scenario, versus, ratio: raw > 0 ? s.perSecond / raw : 0 },
     ];
-    const symmetric = scenarios.find((x) => x.scenario === SYMMETRIC_GROUP_SCENARIO && x.concurrency === s.concurrency);
+    const symmetric = scenarios.find(
+      (x) => x.events && x.scenario === SYMMETRIC_GROUP_SCENARIO && x.concurrency === s.concurrency,
+    );
     if (s.scenario === X509_SCENARIO && symmetric && symmetric.perSecond > 0) {
       const ratio = s.perSecond / symmetric.perSecond;
       result.push({ concurrency: s.concurrency, scenario: s.scenario, versus: 'symmetric-key group', ratio });
@@ -87,6 +102,7 @@ export function formatText(report: BenchReport): string {
         'ops',
         'fail',
         'ops/s',
+        'events/s',
         'p50 ms',
         'p95 ms',
         'p99 ms',
@@ -103,11 +119,12 @@ export function formatText(report: BenchReport): string {
         'cpu other',
       ],
       report.scenarios.map((s) => [
-        s.scenario,
+        s.events ? s.scenario : `${s.scenario} [events off]`,
         String(s.concurrency),
         String(s.operations),
         String(s.failed),
         f(s.perSecond, 0),
+        s.events ? f(s.eventsPerSecond, 0) : '-',
         f(s.latencyMs.p50),
         f(s.latencyMs.p95),
         f(s.latencyMs.p99),
@@ -126,6 +143,25 @@ export function formatText(report: BenchReport): string {
     ),
   );
 
+  if (report.eventsRatios.length > 0) {
+    out.push(
+      '',
+      'Events: registrations/s with events ÷ the same scenario on a host with DPS_EVENTS=off (same run; target ≥ 0.85),',
+      'and Table requests per registration with and without them (markers are group-committed: a fraction each)',
+    );
+    out.push(
+      table(
+        ['scenario', 'conc', 'on ÷ off', 'trips on', 'trips off'],
+        report.eventsRatios.map((r) => [
+          r.scenario,
+          String(r.concurrency),
+          f(r.ratio, 2),
+          f(r.tripsOn, 2),
+          f(r.tripsOff, 2),
+        ]),
+      ),
+    );
+  }
   out.push(
     '',
     'Storage ceiling, same run and concurrency, raw @azure/data-tables: upsert/get of small entities on a table of its own,',

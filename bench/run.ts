@@ -29,7 +29,7 @@ import { formatKeyVault, startKeyVaultBench } from './keyVault';
 import { installCleanup, stopAll } from './processes';
 import { log } from './progress';
 import type { BenchReport } from './report';
-import { formatText, ratios } from './report';
+import { eventsRatios, formatText, ratios } from './report';
 import type { LevelContext, ScenarioResult } from './scenarios';
 import { PLANNED, SCENARIOS } from './scenarios';
 import { deriveKey, seedEnrollments, seedX509Group } from './seed';
@@ -110,9 +110,12 @@ async function main(): Promise<number> {
     try {
       for (const concurrency of options.concurrency) {
         const level = await runLevel(env, tables, concurrency);
-        ceiling.push(level.ceiling);
+        if (level.ceiling) ceiling.push(level.ceiling);
         scenarios.push(...level.scenarios);
         if (env.keyVault) keyVaultLevels.push(await runKeyVaultLevel(env, env.keyVault, tables, concurrency));
+        // The same registrations on a host with DPS_EVENTS=off: the cost of events, in the same run.
+        if (options.eventsOff)
+          scenarios.push(...(await runLevel(env, tables, concurrency, undefined, undefined, false)).scenarios);
       }
     } finally {
       await tables.dispose();
@@ -137,6 +140,7 @@ async function main(): Promise<number> {
       scenarios,
       ceiling,
       ratios: ratios(scenarios, ceiling),
+      eventsRatios: eventsRatios(scenarios),
       bulkCreate,
       x509Verification,
       coldImport,
@@ -165,8 +169,14 @@ async function startHost(
   env: RunEnvironment,
   prefix: string,
   keyVault?: KeyVaultBench,
+  events = true,
 ): Promise<{ host: HostProcess; settings: Record<string, string> }> {
-  const settings = { ...env.settings, ...keyVault?.settings, DPS_TABLE_PREFIX: prefix };
+  const settings = {
+    ...env.settings,
+    ...keyVault?.settings,
+    DPS_TABLE_PREFIX: prefix,
+    DPS_EVENTS: events ? 'on' : 'off',
+  };
   const host = await startHostProcess({
     tablesConnectionString: env.azurite.connectionString,
     certs: env.certs,
@@ -203,10 +213,12 @@ async function runLevel(
   concurrency: number,
   keyVault?: KeyVaultBench,
   beforeScenarios?: () => void,
-): Promise<{ scenarios: ScenarioResult[]; ceiling: CeilingResult }> {
+  events = true,
+): Promise<{ scenarios: ScenarioResult[]; ceiling?: CeilingResult }> {
   const { options, azurite } = env;
-  log(`— concurrency ${concurrency}${keyVault ? ', Key Vault provider' : ''} —`);
-  const { host, settings } = await startHost(env, `benchc${concurrency}${keyVault ? 'kv' : ''}`, keyVault);
+  log(`— concurrency ${concurrency}${keyVault ? ', Key Vault provider' : ''}${events ? '' : ', events off'} —`);
+  const prefix = `benchc${concurrency}${keyVault ? 'kv' : ''}${events ? '' : 'off'}`;
+  const { host, settings } = await startHost(env, prefix, keyVault, events);
   try {
     const ids = (kind: string) =>
       Array.from({ length: options.devices }, (_, i) => `bench-${kind}-c${concurrency}-${i}`);
@@ -247,6 +259,14 @@ async function runLevel(
       operations: new Map<string, string>(),
     };
     try {
+      if (!events) {
+        await warmUp(ctx, options.warmup, groupDevice);
+        const scenarios: ScenarioResult[] = [];
+        for (const scenario of SCENARIOS.filter((s) => s.unit === 'registration')) {
+          scenarios.push({ ...(await scenario.run(ctx)), events: false });
+        }
+        return { scenarios };
+      }
       const ceiling = await tables.measure(concurrency, options.devices, settings, ids('ind'), options.ceilingRuns);
       const runs = (op: CeilingResult['upsert']) =>
         `${op.perSecond.toFixed(0)}/s (runs ${op.runs.map((r) => r.toFixed(0)).join('/')}, spread ${(op.spread * 100).toFixed(0)}%)`;

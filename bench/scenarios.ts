@@ -25,6 +25,10 @@ export interface ScenarioResult {
   endToEndMs?: LatencySummary;
   pollsPerDevice: number;
   tableRequestsPerOp: number;
+  /** Events delivered per second over the run (its own and any still being sent from before); 0 with events off. */
+  eventsPerSecond: number;
+  /** Whether the host recorded events (DPS_EVENTS); the same scenarios run again with them off for the ratio. */
+  events: boolean;
   hostRssPeakMb: number;
   hostCpuMsPerOp: number;
   /** New outgoing connections the host opened during the run (to Azurite and the hub). */
@@ -187,6 +191,8 @@ function summarizeRun(
     ...(samples.endToEnd ? { endToEndMs: summarize(samples.endToEnd) } : {}),
     pollsPerDevice: per(samples.polls),
     tableRequestsPerOp: per(window.tableRequests),
+    eventsPerSecond: rate(window.eventsDelivered, wallMs),
+    events: true,
     hostRssPeakMb: window.hostRssPeakMb,
     hostCpuMsPerOp: per(window.hostCpuMs),
     hostConnectionsOpened: window.hostConnectionsOpened,
