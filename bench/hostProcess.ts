@@ -39,6 +39,7 @@ function stats(): HostStats {
   const ms = (ns: number) => ns / 1e6;
   return {
     tableRequests: tableRequestCounter.count,
+    outboxRequests: tableRequestCounter.outbox,
     rssBytes,
     rssPeakBytes: rssPeak,
     cpuMicros: cpu.user + cpu.system,

@@ -14,6 +14,8 @@ export interface HostStartOptions {
 export interface HostStats {
   /** The host's `tableRequestCounter.count`: every Table Storage round trip, retries included. */
   tableRequests: number;
+  /** Of which to the events outbox's pending index (marker writes and deletes, group-committed). */
+  outboxRequests: number;
   rssBytes: number;
   /** Highest RSS sampled (every 50 ms) since the last `resetWindow`. */
   rssPeakBytes: number;

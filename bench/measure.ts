@@ -7,6 +7,7 @@ import { machineBusySeconds } from './processes';
 
 export interface Window {
   tableRequests: number;
+  outboxRequests: number;
   hostRssPeakMb: number;
   hostCpuMs: number;
   hostConnectionsOpened: number;
@@ -49,6 +50,7 @@ export async function measureWindow<T>(
     value,
     window: {
       tableRequests: after.tableRequests - before.tableRequests,
+      outboxRequests: after.outboxRequests - before.outboxRequests,
       hostRssPeakMb: after.rssPeakBytes / 1024 / 1024,
       hostCpuMs,
       hostLoopDelayMs: after.eventLoopDelayMs,

@@ -25,6 +25,8 @@ export interface ScenarioResult {
   endToEndMs?: LatencySummary;
   pollsPerDevice: number;
   tableRequestsPerOp: number;
+  /** Of which to the events outbox (markers: group-committed, off the device's path). */
+  outboxRequestsPerOp: number;
   /** Events delivered per second over the run (its own and any still being sent from before); 0 with events off. */
   eventsPerSecond: number;
   /** Whether the host recorded events (DPS_EVENTS); the same scenarios run again with them off for the ratio. */
@@ -191,6 +193,7 @@ function summarizeRun(
     ...(samples.endToEnd ? { endToEndMs: summarize(samples.endToEnd) } : {}),
     pollsPerDevice: per(samples.polls),
     tableRequestsPerOp: per(window.tableRequests),
+    outboxRequestsPerOp: per(window.outboxRequests),
     eventsPerSecond: rate(window.eventsDelivered, wallMs),
     events: true,
     hostRssPeakMb: window.hostRssPeakMb,

@@ -40,6 +40,8 @@ export class RegistrationJournal {
    */
   refused(request: DeviceRequest, call: DeviceCall, err: unknown): void {
     if (!(err instanceof DpsError) || err.status !== 401) return;
+    // A 401 with body fields is TPM's challenge: a step of a successful registration, not a refusal.
+    if (Object.keys(err.extraBody).length > 0) return;
     const mechanism = presentedMechanism(request);
     this.outbox.publishBestEffort([
       attestationFailed(this.origin, {

@@ -30,12 +30,16 @@ export interface Tables {
   ensure(): Promise<void>;
 }
 
-/** Every HTTP request sent to Table Storage by this process, retries included. Read by benchmarks and tests. */
-export const tableRequestCounter = { count: 0 };
+/**
+ * Every HTTP request sent to Table Storage by this process, retries included; `outbox`: those to the events outbox's
+ * pending index (group-committed markers, off the device's latency path). Read by benchmarks and tests.
+ */
+export const tableRequestCounter = { count: 0, outbox: 0 };
 
 export function createTables(settings: TableSettings): Tables {
   const { connectionString, endpoint, credential } = settings;
-  const options: TableServiceClientOptions = {
+  // Per table: a transaction's URL is `$batch`, so the table is known from the client, not the request.
+  const options = (name: string): TableServiceClientOptions => ({
     allowInsecureConnection: /^UseDevelopmentStorage=true|TableEndpoint=http:/i.test(connectionString ?? ''),
     additionalPolicies: [
       {
@@ -44,16 +48,17 @@ export function createTables(settings: TableSettings): Tables {
           name: 'countTableRequests',
           sendRequest: (request, next) => {
             tableRequestCounter.count++;
+            if (name === 'Outbox') tableRequestCounter.outbox++;
             return next(request);
           },
         },
       },
     ],
-  };
+  });
   const client = (name: string): TableClient => {
     const table = `${settings.prefix}${name}`;
-    if (endpoint && credential) return new TableClient(endpoint, table, credential, options);
-    if (connectionString) return TableClient.fromConnectionString(connectionString, table, options);
+    if (endpoint && credential) return new TableClient(endpoint, table, credential, options(name));
+    if (connectionString) return TableClient.fromConnectionString(connectionString, table, options(name));
     throw new Error('Table Storage needs a connection string, or an endpoint and a credential.');
   };
   const tables = {

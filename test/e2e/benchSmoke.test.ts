@@ -28,7 +28,22 @@ describe('npm run bench, smoke size', () => {
     const report = JSON.parse(stdout) as BenchReport;
 
     expect(report.failed).toBe(0);
-    expect(report.scenarios.map((s) => `${s.scenario}@${s.concurrency}`)).toEqual(
+    // Each level's registration scenarios run again on a host with DPS_EVENTS=off, for the events ratio.
+    const off = report.scenarios.filter((s) => !s.events);
+    expect(off.length).toBeGreaterThan(0);
+    expect(off.every((s) => s.unit === 'registration' && s.outboxRequestsPerOp === 0 && s.eventsPerSecond === 0)).toBe(
+      true,
+    );
+    expect(report.eventsRatios.map((r) => `${r.scenario}@${r.concurrency}`).sort()).toEqual(
+      off.map((s) => `${s.scenario}@${s.concurrency}`).sort(),
+    );
+    for (const r of report.eventsRatios) {
+      expect(r.ratio).toBeGreaterThan(0);
+      expect(r.tripsOn).toBeCloseTo(r.tripsOff, 0); // events ride in the same writes
+      // One marker write and delete per register PUT (TPM: the challenge PUT and the signed one), shared under load.
+      expect(r.outboxOn).toBeLessThanOrEqual(r.scenario.startsWith('TPM') ? 4.5 : 2.5);
+    }
+    expect(report.scenarios.filter((s) => s.events).map((s) => `${s.scenario}@${s.concurrency}`)).toEqual(
       [1, 3].flatMap((c) =>
         [
           'symmetric-key individual',
@@ -41,15 +56,16 @@ describe('npm run bench, smoke size', () => {
       ),
     );
     for (const s of report.scenarios) {
+      const path = Math.round((s.tableRequestsPerOp - s.outboxRequestsPerOp) * 1000) / 1000;
       expect(s.operations).toBe(12);
       expect(s.perSecond).toBeGreaterThan(0);
       // The cost model: one partition query, a claim (first registrations only) and one write per registration, one
       // query per poll (a group-cache refresh may add a read now and then).
       // TPM: the challenge PUT (partition query, challenge write), then the signed PUT (+ a challenge point read).
       const writes = s.scenario.startsWith('re-registration') ? 2 : s.scenario.startsWith('TPM') ? 6 : 3;
-      if (s.unit === 'registration') expect(s.tableRequestsPerOp).toBeGreaterThanOrEqual(writes);
-      if (s.unit === 'registration') expect(s.tableRequestsPerOp).toBeLessThan(writes + 0.5);
-      if (s.unit === 'poll') expect(s.tableRequestsPerOp).toBe(1);
+      if (s.unit === 'registration') expect(path).toBeGreaterThanOrEqual(writes);
+      if (s.unit === 'registration') expect(path).toBeLessThan(writes + 0.5);
+      if (s.unit === 'poll') expect(path).toBe(1);
       expect(s.hostRssPeakMb).toBeGreaterThan(0);
     }
     expect(report.ceiling.map((c) => c.concurrency)).toEqual([1, 3]);
