@@ -63,7 +63,12 @@ export function attestSymmetricKey(
       return { kind: 'individual', enrollment: individual, deviceKeys: individualKeys };
     }
     // The device only hears 401 (no hint which IDs are enrolled); the event says which check failed.
-    throw unauthorized(undefined, "bad signature: the token is not signed by the individual enrollment's keys");
+    throw unauthorized(
+      undefined,
+      individualKeys.length > 0
+        ? "bad signature: the token is not signed by the individual enrollment's keys"
+        : `wrong mechanism: the individual enrollment uses ${individual.attestation.type} attestation, not a symmetric key`,
+    );
   }
   const index = groupSigned.indexOf(true);
   const group = groups[index];
