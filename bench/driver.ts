@@ -18,6 +18,11 @@ export interface Device {
   authorization: string;
   /** An X.509 device's TLS client certificate (PEM) and key; its connections are its own, as a real device's. */
   tls?: { cert: string; key: string };
+  /**
+   * An X.509 device behind a front end: its leaf (base64 DER) sent in X-ARR-ClientCert over the pooled connections,
+   * as App Service's front end forwards it after its own TLS handshake with the device (bench host only: it trusts it).
+   */
+  forwardedCert?: string;
 }
 
 /** A device with a SAS token valid for a day, signed with its own key (for group devices: the derived key). */
@@ -203,7 +208,7 @@ export class DeviceClient {
     method: string,
     path: string,
     body: string | undefined,
-    d: { authorization?: string; tls?: Device['tls'] },
+    d: { authorization?: string; tls?: Device['tls']; forwardedCert?: string },
   ): Promise<HttpResult> {
     const started = performance.now();
     return new Promise((resolve, reject) => {
@@ -220,6 +225,7 @@ export class DeviceClient {
             Accept: 'application/json',
             'User-Agent': 'open-dps-bench',
             ...(d.authorization ? { Authorization: d.authorization } : {}),
+            ...(d.forwardedCert ? { 'X-ARR-ClientCert': d.forwardedCert } : {}),
             ...(body === undefined
               ? {}
               : { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(body) }),

@@ -83,6 +83,9 @@ process.on('message', (raw: DriverMessage) => {
           settings: options.settings,
           stateDir: options.stateDir,
           hubs: { count: 0, external: [external] },
+          // The driver plays App Service's front end too: X.509 devices "behind the front end" send their leaf in
+          // X-ARR-ClientCert over pooled connections (scenarios.ts). Those with a TLS client certificate still win.
+          trustClientCertHeader: true,
           ...(options.devTokenSecret
             ? {
                 azure: {

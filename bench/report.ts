@@ -3,7 +3,7 @@ import type { BulkCreateResult } from './bulkCreate';
 import type { CeilingResult } from './tablesCeiling';
 import type { ColdImportResult } from './coldImport';
 import type { PlannedScenario, ScenarioResult } from './scenarios';
-import { SYMMETRIC_GROUP_SCENARIO, X509_SCENARIO } from './scenarios';
+import { SYMMETRIC_GROUP_SCENARIO, X509_FORWARDED_SCENARIO, X509_SCENARIO } from './scenarios';
 import type { X509CpuResult } from './x509Cpu';
 
 export interface BenchReport {
@@ -72,7 +72,8 @@ export function ratios(scenarios: readonly ScenarioResult[], ceiling: readonly C
     const symmetric = scenarios.find(
       (x) => x.events && x.scenario === SYMMETRIC_GROUP_SCENARIO && x.concurrency === s.concurrency,
     );
-    if (s.scenario === X509_SCENARIO && symmetric && symmetric.perSecond > 0) {
+    const x509 = s.scenario === X509_SCENARIO || s.scenario === X509_FORWARDED_SCENARIO;
+    if (x509 && symmetric && symmetric.perSecond > 0) {
       const ratio = s.perSecond / symmetric.perSecond;
       result.push({ concurrency: s.concurrency, scenario: s.scenario, versus: 'symmetric-key group', ratio });
     }
@@ -297,6 +298,28 @@ export function formatText(report: BenchReport): string {
     );
   } else {
     out.push('Cold import: skipped (--cold-runs 0)');
+  }
+
+  const x509Ratios = report.ratios.filter((r) => r.versus === 'symmetric-key group');
+  if (x509Ratios.length > 0) {
+    out.push(
+      '',
+      'X.509 group ÷ symmetric-key group registrations/s (target ≥ 0.75 behind the front end, as in Azure, where App',
+      "Service's front end does the device's TLS handshake and Open DPS only sees X-ARR-ClientCert; with TLS at the dev",
+      'host, each X.509 device also costs the host a full TLS handshake that symmetric-key devices, on warm pooled',
+      'connections, do not):',
+    );
+    const hostMs = (scenario: string, c: number) =>
+      report.scenarios.find((s) => s.scenario === scenario && s.concurrency === c)?.hostCpuMsPerOp;
+    for (const c of [...new Set(x509Ratios.map((r) => r.concurrency))]) {
+      const ratio = (scenario: string) => x509Ratios.find((r) => r.concurrency === c && r.scenario === scenario)?.ratio;
+      out.push(
+        `  c=${c}: behind front end ${f(ratio(X509_FORWARDED_SCENARIO), 2)} ` +
+          `(host ${f(hostMs(X509_FORWARDED_SCENARIO, c), 2)} ms CPU/registration), ` +
+          `TLS at dev host ${f(ratio(X509_SCENARIO), 2)} (host ${f(hostMs(X509_SCENARIO, c), 2)} ms), ` +
+          `symmetric-key group host ${f(hostMs(SYMMETRIC_GROUP_SCENARIO, c), 2)} ms`,
+      );
+    }
   }
 
   const x509 = report.x509Verification;

@@ -237,7 +237,7 @@ async function runLevel(
     });
     const x509 = await seedX509Group(settings, {
       groupId: X509_GROUP_ID,
-      registrationIds: ids('x509'),
+      registrationIds: [...ids('x509'), ...ids('x509fe')],
       concurrency: 16,
     });
     await host.invalidateCaches();
@@ -255,7 +255,12 @@ async function runLevel(
       individual: ids('ind').map((id) => device(host.idScope, id, seeded.individualKeys.get(id) ?? '')),
       tpm: tpmDevices,
       group: ids('grp').map(groupDevice),
-      x509: x509.map((d) => ({ ...d, authorization: '' })),
+      x509: x509
+        .slice(0, options.devices)
+        .map(({ registrationId, tls }) => ({ registrationId, tls, authorization: '' })),
+      x509Forwarded: x509
+        .slice(options.devices)
+        .map(({ registrationId, der }) => ({ registrationId, forwardedCert: der, authorization: '' })),
       operations: new Map<string, string>(),
     };
     try {

@@ -61,6 +61,8 @@ export const deriveKey = (groupKey: string, registrationId: string): string =>
 export interface X509Device {
   registrationId: string;
   tls: { cert: string; key: string };
+  /** The leaf as base64 DER: what a front end forwards in X-ARR-ClientCert. */
+  der: string;
 }
 
 /**
@@ -93,7 +95,7 @@ export async function seedX509Group(
   await runPool(plan.registrationIds.length, plan.concurrency, async (i) => {
     const registrationId = plan.registrationIds[i] ?? '';
     const leaf = await makeCert({ cn: registrationId, issuer: intermediate });
-    devices[i] = { registrationId, tls: { cert: leaf.pem, key: leaf.keyPem } };
+    devices[i] = { registrationId, tls: { cert: leaf.pem, key: leaf.keyPem }, der: leaf.der };
   });
   return devices;
 }

@@ -37,6 +37,14 @@ export interface DevHostOptions {
   port?: number;
   /** Called once per request, e.g. to print an access log line. Never given headers or bodies (secrets). */
   onRequest?: (line: { method: string; path: string; status: number; ms: number }) => void;
+  /** The header the TLS client certificate is forwarded in (the service's DPS_CLIENT_CERT_HEADER); x-arr-clientcert. */
+  clientCertHeader?: string;
+  /**
+   * Bench only (bench/hostProcess.ts): serve as the worker behind App Service's front end, which terminates TLS and
+   * sets the header itself, so a request without a TLS client certificate keeps the header its client sent (the
+   * client plays the front end). Off by default: `npm start`, the tests and Azure never trust a client's header.
+   */
+  trustClientCertHeader?: boolean;
 }
 
 export interface DevHost {
@@ -87,12 +95,16 @@ export function startDevHost(
   options: DevHostOptions,
 ): Promise<DevHost> {
   const routes = compileRoutes(definitions);
+  const certForwarding = {
+    header: (options.clientCertHeader ?? 'x-arr-clientcert').toLowerCase(),
+    trustClient: options.trustClientCertHeader === true,
+  };
   const server = createServer(
     // Ask for a client certificate but let the handler decide: X.509 devices need one, SAS devices have none.
     { cert: options.tls.cert, key: options.tls.key, requestCert: true, rejectUnauthorized: false },
     (req, res) => {
       const started = performance.now();
-      serve(routes, req, res)
+      serve(routes, req, res, certForwarding)
         .catch((err: unknown) => {
           const trackingId = randomUUID();
           console.error(
@@ -141,7 +153,12 @@ export function startDevHost(
   });
 }
 
-async function serve(routes: Route[], req: IncomingMessage, res: ServerResponse): Promise<void> {
+async function serve(
+  routes: Route[],
+  req: IncomingMessage,
+  res: ServerResponse,
+  certForwarding: { header: string; trustClient: boolean },
+): Promise<void> {
   const url = new URL(req.url ?? '/', `https://${req.headers.host ?? 'localhost'}`);
   const method = (req.method ?? 'GET').toUpperCase();
   // The first route that serves the method and the path, as the Functions host does: methods are route constraints,
@@ -170,9 +187,10 @@ async function serve(routes: Route[], req: IncomingMessage, res: ServerResponse)
     if (value !== undefined) headers[name] = Array.isArray(value) ? value.join(', ') : value;
   }
   // Like App Service: the client can't supply this header itself; it reflects the TLS client certificate only.
-  delete headers['x-arr-clientcert'];
-  const peer = (req.socket as TLSSocket).getPeerCertificate?.();
-  if (peer?.raw) headers['x-arr-clientcert'] = peer.raw.toString('base64');
+  // getX509Certificate, not getPeerCertificate: the latter builds a JS object of every field on each request.
+  const peer = (req.socket as TLSSocket).getPeerX509Certificate?.();
+  if (peer) headers[certForwarding.header] = peer.raw.toString('base64');
+  else if (!certForwarding.trustClient) delete headers[certForwarding.header];
 
   const request = new HttpRequest({
     method,

@@ -53,6 +53,8 @@ export interface StackOptions {
   /** Folder for generated certificates and hub state. */
   stateDir?: string;
   onRequest?: Parameters<typeof startDevHost>[1]['onRequest'];
+  /** Bench only: the dev host trusts a client-supplied certificate header (DevHostOptions.trustClientCertHeader). */
+  trustClientCertHeader?: boolean;
   /** How often the dev host runs the events sweep (the timer function's job in Azure); default 10 s. */
   eventSweepMs?: number;
   /** A credential (e.g. a static token for emulators) instead of DefaultAzureCredential. */
@@ -165,6 +167,8 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       tls,
       port: options.port ?? 0,
       ...(options.onRequest ? { onRequest: options.onRequest } : {}),
+      clientCertHeader: svc.config.clientCertHeader,
+      ...(options.trustClientCertHeader ? { trustClientCertHeader: true } : {}),
     });
     stoppers.push(() => host.close());
 

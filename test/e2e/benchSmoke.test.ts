@@ -51,7 +51,8 @@ describe('npm run bench, smoke size', () => {
           're-registration (assigned)',
           'poll finished operation',
           'TPM individual',
-          'X.509 group, 3-level chain',
+          'X.509 group, TLS at dev host',
+          'X.509 group, behind front end',
         ].map((name) => `${name}@${c}`),
       ),
     );

@@ -154,6 +154,49 @@ describe('dev host', () => {
     expect(res.json.cert).toBeNull();
   });
 
+  it('strips a configured client-certificate header the client sent, and forwards the certificate in it', async () => {
+    const certs = inject('certs');
+    const echoHeader: HttpFunctionDefinition = {
+      name: 'header',
+      methods: ['GET'],
+      route: 'h',
+      handler: (req: HttpRequest) => Promise.resolve({ jsonBody: { cert: req.headers.get('x-client-cert') } }),
+    };
+    const custom = await startDevHost([echoHeader], {
+      tls: { cert: readFileSync(certs.serverCert, 'utf8'), key: readFileSync(certs.serverKey, 'utf8') },
+      clientCertHeader: 'X-Client-Cert',
+    });
+    try {
+      expect((await get(custom.port, 'GET', '/h', { headers: { 'X-Client-Cert': 'spoofed' } })).json.cert).toBeNull();
+      const client = await createCa('custom-header-device');
+      const res = await get(custom.port, 'GET', '/h', { cert: client.cert, key: client.key });
+      expect(Buffer.from(String(res.json.cert), 'base64').equals(new X509Certificate(client.cert).raw)).toBe(true);
+    } finally {
+      await custom.close();
+    }
+  });
+
+  it('bench-only trusted front-end mode keeps a client-sent header, but a TLS client certificate still wins', async () => {
+    const certs = inject('certs');
+    const trusting = await startDevHost(definitions, {
+      tls: { cert: readFileSync(certs.serverCert, 'utf8'), key: readFileSync(certs.serverKey, 'utf8') },
+      trustClientCertHeader: true,
+    });
+    try {
+      const forwarded = await get(trusting.port, 'GET', '/s/things/1', { headers: { 'X-ARR-ClientCert': 'abc=' } });
+      expect(forwarded.json.cert).toBe('abc=');
+      const client = await createCa('tls-wins');
+      const res = await get(trusting.port, 'GET', '/s/things/1', {
+        cert: client.cert,
+        key: client.key,
+        headers: { 'X-ARR-ClientCert': 'abc=' },
+      });
+      expect(Buffer.from(String(res.json.cert), 'base64').equals(new X509Certificate(client.cert).raw)).toBe(true);
+    } finally {
+      await trusting.close();
+    }
+  });
+
   it('passes request bodies to handlers, and drops them on GET like the Functions host', async () => {
     expect((await get(host.port, 'POST', '/s/things/1', { body: '{"a":1}' })).json.body).toBe('{"a":1}');
     expect((await get(host.port, 'GET', '/s/things/1', { body: '{}' })).json.body).toBe('');
