@@ -1,9 +1,9 @@
 // One X.509 certificate, parsed once: node:crypto for the DER, names, key and signatures; jsrsasign for what
 // node:crypto does not expose (basic constraints with path length, key usage, extended key usage).
-import { X509Certificate } from 'node:crypto';
+import { X509Certificate, createHash } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
 
-import { X509 } from 'jsrsasign';
+import { ASN1HEX, X509 } from 'jsrsasign';
 
 import type { X509CertificateInfo } from '../../domain/registrationState';
 
@@ -95,10 +95,19 @@ function extensions(
 ): Pick<ParsedCertificate, 'basicConstraints' | 'keyUsage' | 'extendedKeyUsage' | 'commonName' | 'version'> {
   const x = new X509();
   x.readCertHex(der.toString('hex'));
-  // jsrsasign returns undefined for an absent extension (its typings say otherwise).
-  const bc = x.getExtBasicConstraints() as { cA?: boolean; pathLen?: number } | undefined;
-  const ku = x.getExtKeyUsage() as { names?: string[] } | undefined;
-  const eku = x.getExtExtKeyUsage() as { array?: string[] } | undefined;
+  // Looked up by OID and decoded from their value: jsrsasign's by-name lookups (getExtKeyUsage() without arguments)
+  // map names to OIDs on every call, which cost more than the rest of the certificate's parsing. jsrsasign returns
+  // undefined for an absent extension (its typings say otherwise).
+  const value = (oid: string): [string, boolean] | undefined => {
+    const info = x.getExtInfo(oid);
+    return info ? [ASN1HEX.getTLV(x.hex, info.vidx), info.critical] : undefined;
+  };
+  const bcExt = value('2.5.29.19');
+  const kuExt = value('2.5.29.15');
+  const ekuExt = value('2.5.29.37');
+  const bc = bcExt ? (x.getExtBasicConstraints(...bcExt) as { cA?: boolean; pathLen?: number }) : undefined;
+  const ku = kuExt ? (x.getExtKeyUsage(...kuExt) as { names?: string[] }) : undefined;
+  const eku = ekuExt ? (x.getExtExtKeyUsage(...ekuExt) as { array?: string[] }) : undefined;
   const cn = x
     .getSubject()
     .array.flat()
@@ -137,6 +146,9 @@ function keyProblem(key: KeyObject): string | undefined {
 /** Whether extendedKeyUsage, where present, allows TLS client authentication. */
 export const allowsClientAuth = (cert: ParsedCertificate): boolean =>
   cert.extendedKeyUsage === undefined || cert.extendedKeyUsage.some((u) => CLIENT_AUTH.includes(u));
+
+/** Upper-case hex SHA-256 of a DER certificate: the same as its `sha256` thumbprint, without parsing it. */
+export const sha256Thumbprint = (der: Buffer): string => createHash('sha256').update(der).digest('hex').toUpperCase();
 
 /** A short human name for messages: the CN, else the whole subject. */
 export const describe = (cert: ParsedCertificate): string =>

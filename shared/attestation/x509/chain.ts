@@ -36,15 +36,18 @@ export class CertificatePool {
   }
 }
 
-/** Signature checks by (child, issuer) pair, per instance: an intermediate is verified once for all its devices. */
+/**
+ * Signature checks of CA certificates by (child, issuer) pair, per instance: an intermediate is verified once for all
+ * its devices. A device's own certificate is checked every time: it is new to the cache, and would only evict CAs.
+ */
 export class SignatureCache {
   private readonly results = new Map<string, boolean>();
 
-  constructor(private readonly maxEntries = 20_000) {}
+  constructor(private readonly maxEntries = 1_000) {}
 
-  verifies(child: ParsedCertificate, issuer: ParsedCertificate): boolean {
+  verifies(child: ParsedCertificate, issuer: ParsedCertificate, cache: boolean): boolean {
     const key = `${child.sha256}/${issuer.sha256}`;
-    const hit = this.results.get(key);
+    const hit = cache ? this.results.get(key) : undefined;
     if (hit !== undefined) return hit;
     let ok: boolean;
     try {
@@ -53,7 +56,11 @@ export class SignatureCache {
     } catch {
       ok = false;
     }
-    if (this.results.size >= this.maxEntries) this.results.clear();
+    if (!cache) return ok;
+    if (this.results.size >= this.maxEntries) {
+      const oldest = this.results.keys().next();
+      if (!oldest.done) this.results.delete(oldest.value);
+    }
     this.results.set(key, ok);
     return ok;
   }
@@ -101,7 +108,7 @@ export function buildChain<T>(
           `The certificate chain could not be built: more than ${limits.maxTries} candidate issuers were tried.`,
         );
       }
-      if (!signatures.verifies(child, issuer)) {
+      if (!signatures.verifies(child, issuer, child !== leaf)) {
         problems.push(`the signature of ${describe(child)} does not verify with the key of ${describe(issuer)}`);
         continue;
       }

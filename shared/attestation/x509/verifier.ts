@@ -6,7 +6,14 @@ import { isEnabled } from '../../domain/enrollment';
 import { unauthorized } from '../../errors';
 import type { X509CertificateInfo } from '../../domain/registrationState';
 import type { ParsedCertificate } from './certificate';
-import { CertificateCache, CertificateError, certificateInfo, describe } from './certificate';
+import {
+  CertificateCache,
+  CertificateError,
+  certificateDer,
+  certificateInfo,
+  describe,
+  sha256Thumbprint,
+} from './certificate';
 import type { ChainLimits } from './chain';
 import { CertificatePool, DEFAULT_LIMITS, SignatureCache, buildChain, checkLeaf } from './chain';
 
@@ -63,7 +70,10 @@ interface Trust {
  * list and CA certificates (rebuilt only when those lists change, i.e. when the caches behind them reload).
  */
 export class X509Verifier {
+  /** Certificates the service holds (CA, group signing): few, and used by every device. */
   private readonly certificates = new CertificateCache();
+  /** Devices' leaves, for the polls that follow a PUT: each is used for a few seconds, so few are kept. */
+  private readonly leaves = new CertificateCache(1_000);
   private readonly signatures = new SignatureCache();
   private trust: Trust | undefined;
 
@@ -91,7 +101,7 @@ export class X509Verifier {
         'No client certificate was presented: X.509 attestation needs a TLS client certificate.',
       );
     }
-    const leaf = this.certificates.get(clientCertificate, 'The client certificate');
+    const leaf = this.leaves.get(clientCertificate, 'The client certificate');
     if (leaf.commonName === undefined) {
       throw new CertificateError(`The client certificate's subject (${leaf.subject}) has no single common name (CN).`);
     }
@@ -142,14 +152,16 @@ export class X509Verifier {
       );
     }
     const x509 = enrollment.attestation.x509 ?? {};
+    // SHA-256 thumbprints of the enrolled certificates, from their DER: they were checked when they were enrolled, and
+    // comparing needs no parse (a certificate parse costs more than the rest of a device's verification).
     const held = (['primary', 'secondary'] as const).flatMap((which) => {
       const text = certificateText(x509.clientCertificates, which);
-      return text === undefined ? [] : [this.certificates.fromText(text, `${name}'s ${which} certificate`)];
+      return text === undefined ? [] : [sha256Thumbprint(certificateDer(text, `${name}'s ${which} certificate`))];
     });
     const info = certificateInfo(leaf);
     // DPS compares the certificate itself, not just its name (reference/dps-protocol.md §2.3).
-    if (held.some((c) => c.sha256 === leaf.sha256)) {
-      const other = held.find((c) => c.sha256 !== leaf.sha256);
+    if (held.includes(leaf.sha256)) {
+      const other = held.find((c) => c !== leaf.sha256);
       return {
         kind: 'individual',
         enrollment,
@@ -160,7 +172,7 @@ export class X509Verifier {
         hubAuthentication: {
           type: 'selfSigned',
           primaryThumbprint: leaf.sha256,
-          secondaryThumbprint: other?.sha256 ?? null,
+          secondaryThumbprint: other ?? null,
         },
       };
     }
