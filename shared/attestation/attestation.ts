@@ -16,7 +16,13 @@ export type HubAuthentication =
 /** What the mechanism contributes to `registrationState` (exactly one of these keys). */
 export type RegistrationFields =
   | { symmetricKey: { enrollmentGroupId?: string } }
-  | { x509: { enrollmentGroupId?: string; certificateInfo: X509CertificateInfo } }
+  | {
+      x509: {
+        enrollmentGroupId?: string;
+        certificateInfo: X509CertificateInfo;
+        signingCertificateInfo?: X509CertificateInfo;
+      };
+    }
   | { tpm: { authenticationKey: string } };
 
 /**

@@ -17,7 +17,12 @@ export interface DeviceRegistrationResult {
   etag?: string;
   payload?: unknown;
   symmetricKey?: { enrollmentGroupId?: string };
-  x509?: { enrollmentGroupId?: string; certificateInfo?: X509CertificateInfo };
+  /** X509RegistrationResult: signingCertificateInfo is the group's certificate that anchored the device's chain. */
+  x509?: {
+    enrollmentGroupId?: string;
+    certificateInfo?: X509CertificateInfo;
+    signingCertificateInfo?: X509CertificateInfo;
+  };
   tpm?: { authenticationKey: string };
 }
 

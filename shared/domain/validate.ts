@@ -1,8 +1,13 @@
 // Validation of enrollment JSON from the service API into domain types: every error names its field, unknown fields
 // are rejected (a typo must not be silently dropped), read-only fields are accepted and ignored.
-import { X509Certificate } from 'node:crypto';
 
 import { TpmFormatError } from '../attestation/tpm/marshal';
+import {
+  CertificateError,
+  certificateDer,
+  certificateInfo as x509CertificateInfo,
+  parseCertificate,
+} from '../attestation/x509/certificate';
 import { decodeTpmPublicKey } from '../attestation/tpm/publicKey';
 import { BASE64 } from '../encoding';
 import { badRequest } from '../errors';
@@ -18,6 +23,7 @@ import type {
   TwinCollection,
 } from './enrollment';
 import { isHubHostName } from './linkedHub';
+import type { X509CertificateInfo } from './registrationState';
 import { assertRegistrationId } from './registrationId';
 import { TWIN_LIMITS, TWIN_MAX_DEPTH, twinDepth, twinSize } from './twinSize';
 
@@ -253,23 +259,13 @@ function parseX509(value: unknown, group: boolean): Record<string, unknown> {
 }
 
 /** The service-populated `X509CertificateInfo` of a PEM or bare base64 DER certificate (C# sends the latter). */
-export function certificateInfo(certificate: string, field: string): Record<string, unknown> {
-  let cert: X509Certificate;
+export function certificateInfo(certificate: string, field: string): X509CertificateInfo {
   try {
-    cert = new X509Certificate(certificate.includes('-----BEGIN') ? certificate : Buffer.from(certificate, 'base64'));
-  } catch {
-    throw invalid(field, 'is not a PEM or base64 DER X.509 certificate.');
+    return x509CertificateInfo(parseCertificate(certificateDer(certificate, 'the value'), 'the value'));
+  } catch (err) {
+    if (err instanceof CertificateError) throw invalid(field, err.message);
+    throw err;
   }
-  return {
-    subjectName: cert.subject.split('\n').join(', '),
-    sha1Thumbprint: cert.fingerprint.replace(/:/g, ''),
-    sha256Thumbprint: cert.fingerprint256.replace(/:/g, ''),
-    issuerName: cert.issuer.split('\n').join(', '),
-    notBeforeUtc: new Date(cert.validFrom).toISOString(),
-    notAfterUtc: new Date(cert.validTo).toISOString(),
-    serialNumber: cert.serialNumber,
-    version: 3,
-  };
 }
 
 export function parseTwin(value: unknown): InitialTwin {

@@ -1,5 +1,7 @@
 // X.509 provisioning with the official device SDK (azure-iot-provisioning-device + -http + azure-iot-security-x509)
 // over TLS client certificates against the dev host, which forwards the leaf as X-ARR-ClientCert like App Service.
+import { createHash } from 'node:crypto';
+
 import { ProvisioningDeviceClient } from 'azure-iot-provisioning-device';
 import { Http } from 'azure-iot-provisioning-device-http';
 import { X509Security } from 'azure-iot-security-x509';
@@ -20,7 +22,11 @@ type SecurityClient = Parameters<typeof ProvisioningDeviceClient.create>[3];
 type X509State = Omit<RegisteredState, 'x509'> & {
   assignedHub: string;
   deviceId: string;
-  x509?: { enrollmentGroupId?: string; certificateInfo?: Record<string, unknown> };
+  x509?: {
+    enrollmentGroupId?: string;
+    certificateInfo?: Record<string, unknown>;
+    signingCertificateInfo?: Record<string, unknown>;
+  };
 };
 
 const DAY = 86_400_000;
@@ -136,7 +142,18 @@ describe('X.509 provisioning with the official device SDK', () => {
     expect(state).toMatchObject({
       status: 'assigned',
       deviceId: 'x509-grp-int-1',
-      x509: { enrollmentGroupId: 'by-intermediate', certificateInfo: { issuerName: 'CN=x509-grp-int-1 intermediate' } },
+      x509: {
+        enrollmentGroupId: 'by-intermediate',
+        certificateInfo: { issuerName: 'CN=x509-grp-int-1 intermediate' },
+        // The group's certificate that anchored the chain (X509RegistrationResult.signingCertificateInfo).
+        signingCertificateInfo: {
+          subjectName: 'CN=x509-grp-int-1 intermediate',
+          sha256Thumbprint: createHash('sha256')
+            .update(Buffer.from(byIntermediate.intermediate.der, 'base64'))
+            .digest('hex')
+            .toUpperCase(),
+        },
+      },
     });
     expect((await hubDevice(state)).authentication).toMatchObject({ type: 'certificateAuthority' });
     expect((await register(byIntermediate.leaf)).status).toBe('assigned');
@@ -144,7 +161,10 @@ describe('X.509 provisioning with the official device SDK', () => {
 
   it('(b) an RSA leaf whose chain reaches a verified root through an uploaded intermediate', async () => {
     const state = await register(byRoot.leaf);
-    expect(state).toMatchObject({ status: 'assigned', x509: { enrollmentGroupId: 'by-root' } });
+    expect(state).toMatchObject({
+      status: 'assigned',
+      x509: { enrollmentGroupId: 'by-root', signingCertificateInfo: { subjectName: 'CN=x509-grp-root-1 root' } },
+    });
     expect((await hubDevice(state)).authentication).toMatchObject({ type: 'certificateAuthority' });
   });
 

@@ -3,6 +3,7 @@ import { createHash, X509Certificate } from 'node:crypto';
 import { beforeAll, describe, expect, it } from 'vitest';
 
 import { createCa } from '../../dev/certs';
+import { makeCert } from '../../dev/testPki';
 import { certificateInfo, parseEnrollmentGroup, parseIndividualEnrollment } from '../../shared/domain/validate';
 import { DpsError } from '../../shared/errors';
 import { CAPTURED_EK, CAPTURED_SRK } from '../support/tpmKeys';
@@ -661,11 +662,30 @@ describe('certificateInfo', () => {
     const node = new X509Certificate(CERT_PEM);
     expect(info.subjectName).toContain('CN=validate-test-device');
     expect(info.issuerName).toContain('CN=validate-test-device');
-    expect(info.notBeforeUtc).toBe(new Date(node.validFrom).toISOString());
-    expect(info.notAfterUtc).toBe(new Date(node.validTo).toISOString());
+    // Whole seconds, as DPS shows them ("2017-11-14T12:34:18Z" in the SDKs' examples).
+    expect(info.notBeforeUtc).toBe(new Date(node.validFrom).toISOString().replace('.000Z', 'Z'));
+    expect(info.notAfterUtc).toBe(new Date(node.validTo).toISOString().replace('.000Z', 'Z'));
     expect(Date.parse(String(info.notAfterUtc))).toBeGreaterThan(Date.parse(String(info.notBeforeUtc)));
     expect(info.serialNumber).toBe(node.serialNumber);
     expect(info.version).toBe(3);
+  });
+
+  it("names are most specific first, as DPS (.NET) prints them; the version is the certificate's", async () => {
+    const cert = await makeCert({ cn: 'ordered-dev', subjectPrefix: 'C=US, O=Contoso' });
+    const info = certificateInfo(cert.pem, 'cert');
+    expect(info.subjectName).toBe('CN=ordered-dev, O=Contoso, C=US');
+    expect(info.issuerName).toBe('CN=ordered-dev, O=Contoso, C=US');
+    expect(info.version).toBe(3);
+  });
+
+  it('a certificate with trailing data or over the size bound is a 400 naming the field', () => {
+    const der = Buffer.from(CERT_DER_B64, 'base64');
+    const trailing = Buffer.concat([der, Buffer.from([0, 0])]).toString('base64');
+    expect(rejection(() => certificateInfo(trailing, 'f')).message).toBe(
+      "Invalid field 'f': the value is not a valid DER X.509 certificate (trailing data).",
+    );
+    const huge = Buffer.alloc(13 * 1024, 0x30).toString('base64');
+    expect(rejection(() => certificateInfo(huge, 'f')).message).toMatch(/^Invalid field 'f': the value is larger than/);
   });
 
   it('PEM and bare base64 DER (as the C# SDK sends) give the same info', () => {

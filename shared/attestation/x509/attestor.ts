@@ -3,6 +3,7 @@
 import type { Attestation, AttestationCandidates, Attestor } from '../attestation';
 import type { DeviceRequest } from '../../registration/deviceRequest';
 import type { HeldCaCertificate } from './verifier';
+import { certificateInfo as x509CertificateInfo } from './certificate';
 import { X509Verifier } from './verifier';
 
 export class X509Attestor implements Attestor {
@@ -37,12 +38,21 @@ export class X509Attestor implements Attestor {
       };
     }
     const enrollmentGroupId = match.enrollment.enrollmentGroupId;
+    // X509RegistrationResult.signingCertificateInfo (the SDKs' models read it): the group's certificate, signing
+    // certificate or referenced CA, that anchored the chain.
+    const anchor = match.chain[match.chain.length - 1];
     return {
       kind: 'group',
       enrollment: match.enrollment,
       enrollmentGroupId,
       hubAuthentication,
-      registrationFields: { x509: { enrollmentGroupId, certificateInfo } },
+      registrationFields: {
+        x509: {
+          enrollmentGroupId,
+          certificateInfo,
+          ...(anchor && anchor !== match.leaf ? { signingCertificateInfo: x509CertificateInfo(anchor) } : {}),
+        },
+      },
     };
   }
 }

@@ -154,19 +154,27 @@ export const sha256Thumbprint = (der: Buffer): string => createHash('sha256').up
 export const describe = (cert: ParsedCertificate): string =>
   cert.commonName !== undefined ? `CN=${cert.commonName}` : cert.subject.split('\n').join(', ');
 
-/** `registrationState.x509.certificateInfo` (X509CertificateInfo, reference/dps-protocol.md §1.5). */
+/**
+ * X509CertificateInfo (reference/dps-protocol.md §1.5), as DPS shows it in `registrationState.x509` and in an
+ * enrollment's certificate `info`: names most specific first, as .NET prints them ("CN=dev, OU=Azure IoT, O=MSFT,
+ * C=US" in the SDKs' examples; Node lists the RDNs in certificate order, one per line), and whole-second UTC times
+ * ("2017-11-14T12:34:18Z"; a certificate's validity has no fractions).
+ */
 export function certificateInfo(cert: ParsedCertificate): X509CertificateInfo {
   return {
-    subjectName: cert.subject.split('\n').join(', '),
+    subjectName: displayName(cert.subject),
     sha1Thumbprint: cert.sha1,
     sha256Thumbprint: cert.sha256,
-    issuerName: cert.issuer.split('\n').join(', '),
-    notBeforeUtc: cert.notBefore.toISOString(),
-    notAfterUtc: cert.notAfter.toISOString(),
+    issuerName: displayName(cert.issuer),
+    notBeforeUtc: utcSeconds(cert.notBefore),
+    notAfterUtc: utcSeconds(cert.notAfter),
     serialNumber: cert.serialNumber,
     version: cert.version,
   };
 }
+
+const displayName = (nodeName: string): string => nodeName.split('\n').reverse().join(', ');
+const utcSeconds = (date: Date): string => date.toISOString().replace(/\.\d{3}Z$/, 'Z');
 
 /**
  * Parsed certificates by DER (base64), per instance and bounded: a device's leaf is parsed once for its PUT and its
