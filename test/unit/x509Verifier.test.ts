@@ -152,6 +152,29 @@ describe('X.509 attestation', () => {
     }
   });
 
+  it('an individual enrollment referencing a verified CA takes a leaf whose chain reaches it', async () => {
+    const leaf = await makeCert({ cn: 'ref-dev', issuer: chain.intermediate });
+    const byRef: IndividualEnrollment = {
+      registrationId: 'ref-dev',
+      attestation: { type: 'x509', x509: { caReferences: { primary: 'root' } } },
+      provisioningStatus: 'enabled',
+    };
+    const cas = [ca('root', chain.root), ca('i', chain.intermediate, false)];
+    const match = verifier.verify(request(leaf, { individual: byRef, caCertificates: cas }));
+    expect(match).toMatchObject({ kind: 'individual', hubAuthentication: { type: 'certificateAuthority' } });
+    expect(match.chain.map((c) => c.commonName)).toEqual(['ref-dev', 'group-dev-1 intermediate', 'group-dev-1 root']);
+    const unverified = [ca('root', chain.root, false), ca('i', chain.intermediate, false)];
+    expect(refusal(verifier, request(leaf, { individual: byRef, caCertificates: unverified }))).toBe(
+      "The certificate chain is not valid: the CA certificate 'root' is not verified (proof of possession is pending).",
+    );
+  });
+
+  it('a device certificate with an explicitly encoded basicConstraints cA FALSE is accepted (OpenSSL and .NET do)', async () => {
+    const explicitFalse = new x509.Extension('2.5.29.19', true, Buffer.from('3003010100', 'hex'));
+    const leaf = await makeCert({ cn: 'explicit-false', noBasicConstraints: true, extensions: [explicitFalse] });
+    expect(verifier.verify(request(leaf, { individual: individual('explicit-false', leaf) })).kind).toBe('individual');
+  });
+
   describe('refuses with a 401 naming the check', () => {
     it('no certificate', () => {
       expect(refusal(verifier, request(undefined))).toMatch(/^No client certificate was presented/);
@@ -179,6 +202,22 @@ describe('X.509 attestation', () => {
         ),
       });
       expect(refusal(verifier, request(huge))).toMatch(/larger than 12288 bytes/);
+    });
+
+    it('extensions that cannot be read', async () => {
+      const badKu = new x509.Extension('2.5.29.15', true, Buffer.from('0400', 'hex'));
+      const leaf = await makeCert({ cn: 'bad-ku', keyUsage: null, extensions: [badKu] });
+      expect(refusal(verifier, request(leaf))).toBe('The client certificate has extensions that cannot be read.');
+      const badBc = new x509.Extension('2.5.29.19', true, Buffer.from('3003020101', 'hex').subarray(0, 4));
+      const leaf2 = await makeCert({ cn: 'bad-bc', noBasicConstraints: true, extensions: [badBc] });
+      expect(refusal(verifier, request(leaf2))).toBe('The client certificate has extensions that cannot be read.');
+      // A second basicConstraints (CA:TRUE) after the first must not be read in place of it, nor ignored.
+      const twice = [
+        new x509.Extension('2.5.29.19', true, Buffer.from('3000', 'hex')),
+        new x509.Extension('2.5.29.19', true, Buffer.from('30030101ff', 'hex')),
+      ];
+      const leaf3 = await makeCert({ cn: 'bc-twice', noBasicConstraints: true, extensions: twice });
+      expect(refusal(verifier, request(leaf3))).toBe('The client certificate has extensions that cannot be read.');
     });
 
     it('CN ≠ registration ID, and a subject without a CN', async () => {
@@ -277,6 +316,29 @@ describe('X.509 attestation', () => {
       const leaf3 = await makeCert({ cn: 'd3', issuer: noSign });
       expect(refusal(verifier, request(leaf3, { groups: [signingGroup('g', noSign)] }))).toMatch(
         /CN=no-sign has a key usage without keyCertSign/,
+      );
+    });
+
+    it('a CA with a weak key, or an extended key usage without clientAuth', async () => {
+      const weak = await makeCert({ cn: 'weak-ca', ca: true, key: 'rsa1024' });
+      const leaf1 = await makeCert({ cn: 'w1', issuer: weak, key: 'ec' });
+      expect(refusal(verifier, request(leaf1, { groups: [signingGroup('g', weak)] }))).toBe(
+        'The certificate chain is not valid: the CA certificate CN=weak-ca has an RSA key of 1024 bits (at least 2048 are required).',
+      );
+      const serverOnly = await makeCert({ cn: 'server-ca', ca: true, eku: [SERVER_AUTH] });
+      const leaf2 = await makeCert({ cn: 'w2', issuer: serverOnly });
+      expect(refusal(verifier, request(leaf2, { groups: [signingGroup('g', serverOnly)] }))).toBe(
+        'The certificate chain is not valid: the CA certificate CN=server-ca has an extended key usage without clientAuth.',
+      );
+    });
+
+    it("an individual enrollment's certificate that is not a certificate", () => {
+      const broken: IndividualEnrollment = {
+        registrationId: 'ss-dev-1',
+        attestation: { type: 'x509', x509: { clientCertificates: { primary: { certificate: 'not base64!' } } } },
+      };
+      expect(refusal(verifier, request(selfSigned, { individual: broken }))).toBe(
+        "the individual enrollment 'ss-dev-1''s primary certificate is not a PEM or base64 DER X.509 certificate.",
       );
     });
 

@@ -95,17 +95,15 @@ function extensions(
 ): Pick<ParsedCertificate, 'basicConstraints' | 'keyUsage' | 'extendedKeyUsage' | 'commonName' | 'version'> {
   const x = new X509();
   x.readCertHex(der.toString('hex'));
-  // Looked up by OID and decoded from their value: jsrsasign's by-name lookups (getExtKeyUsage() without arguments)
-  // map names to OIDs on every call, which cost more than the rest of the certificate's parsing. jsrsasign returns
-  // undefined for an absent extension (its typings say otherwise).
+  const extensionsByOid = extensionValues(x.hex);
   const value = (oid: string): [string, boolean] | undefined => {
-    const info = x.getExtInfo(oid);
-    return info ? [ASN1HEX.getTLV(x.hex, info.vidx), info.critical] : undefined;
+    const ext = extensionsByOid.get(oid);
+    return ext ? [ext.value, ext.critical] : undefined;
   };
   const bcExt = value('2.5.29.19');
   const kuExt = value('2.5.29.15');
   const ekuExt = value('2.5.29.37');
-  const bc = bcExt ? (x.getExtBasicConstraints(...bcExt) as { cA?: boolean; pathLen?: number }) : undefined;
+  const bc = bcExt ? basicConstraints(bcExt[0]) : undefined;
   const ku = kuExt ? (x.getExtKeyUsage(...kuExt) as { names?: string[] }) : undefined;
   const eku = ekuExt ? (x.getExtExtKeyUsage(...ekuExt) as { array?: string[] }) : undefined;
   const cn = x
@@ -123,6 +121,53 @@ function extensions(
     // A subject with several CNs has no single registration ID.
     commonName: cn.length === 1 ? cn[0] : undefined,
   };
+}
+
+/**
+ * The extensions' values by OID, each exactly the content of its OCTET STRING (jsrsasign's own lookup reads a TLV at
+ * the value's start, unbounded by the OCTET STRING, and maps names to OIDs on every call, which costs more than the
+ * rest of the parse). A value that is not one well-formed TLV is refused.
+ */
+function extensionValues(hex: string): Map<string, { value: string; critical: boolean }> {
+  const result = new Map<string, { value: string; critical: boolean }>();
+  const tbs = ASN1HEX.getChildIdx(hex, 0)[0] ?? 0;
+  const explicit = ASN1HEX.getChildIdx(hex, tbs).find((i) => hex.substring(i, i + 2) === 'a3');
+  if (explicit === undefined) return result;
+  for (const ext of ASN1HEX.getChildIdx(hex, ASN1HEX.getChildIdx(hex, explicit)[0] ?? 0)) {
+    const parts = ASN1HEX.getChildIdx(hex, ext);
+    const [oid, middle, last] = parts;
+    const octets = parts.length === 3 ? last : middle;
+    if (oid === undefined || octets === undefined || hex.substring(octets, octets + 2) !== '04') {
+      throw new Error('an extension is malformed');
+    }
+    const value = ASN1HEX.getV(hex, octets);
+    if (!ASN1HEX.isASN1HEX(value)) throw new Error('an extension value is not one DER element');
+    const critical = parts.length === 3 && middle !== undefined && ASN1HEX.getV(hex, middle) !== '00';
+    const name = ASN1HEX.hextooidstr(ASN1HEX.getV(hex, oid));
+    // RFC 5280 §4.2: an extension appears at most once (a second basicConstraints must not hide the first).
+    if (result.has(name)) throw new Error(`the extension ${name} appears twice`);
+    result.set(name, { value, critical });
+  }
+  return result;
+}
+
+/**
+ * basicConstraints ::= SEQUENCE { cA BOOLEAN DEFAULT FALSE, pathLenConstraint INTEGER (0..MAX) OPTIONAL }. Decoded
+ * here because jsrsasign refuses an explicitly encoded `cA FALSE`, which some CAs put in device certificates (not DER,
+ * but OpenSSL and .NET, hence DPS, accept it); anything else malformed is refused.
+ */
+function basicConstraints(hex: string): { cA: boolean; pathLen?: number } {
+  if (!ASN1HEX.isASN1HEX(hex) || !hex.startsWith('30')) throw new Error('basicConstraints is not a SEQUENCE');
+  const result: { cA: boolean; pathLen?: number } = { cA: false };
+  for (const idx of ASN1HEX.getChildIdx(hex, 0)) {
+    const tag = hex.substring(idx, idx + 2);
+    const value = ASN1HEX.getV(hex, idx);
+    if (tag === '01' && value.length === 2 && result.pathLen === undefined) result.cA = value !== '00';
+    else if (tag === '02' && value.length > 0 && value.length <= 8 && parseInt(value.substring(0, 2), 16) < 0x80) {
+      result.pathLen = parseInt(value, 16);
+    } else throw new Error('basicConstraints has an unexpected element');
+  }
+  return result;
 }
 
 /** DPS accepts RSA of at least 2048 bits and ECDSA on P-256 or P-384. */
