@@ -143,7 +143,7 @@ export function createServices(cfg: Config): { ready: Promise<void>; services: S
     clock,
     changed: invalidateCaches,
   });
-  const checkCas = (e: IndividualEnrollment | EnrollmentGroup) => certificates.assertCaReferences(e);
+  const checkCas = () => certificates.caReferenceCheck();
   const management = {
     enrollments: new EnrollmentManager(individualKind, enrollments, auth, clock, invalidateCaches, events, checkCas),
     groups: new EnrollmentManager(groupKind, groups, auth, clock, invalidateCaches, events, checkCas),

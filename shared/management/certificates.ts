@@ -164,13 +164,24 @@ export class CertificateManager {
   }
 
   /**
-   * Enrollment-time check: every CA an X.509 enrollment references by name exists and is verified — a 400 now rather
-   * than a mystery at each device's registration.
+   * The enrollment-time check, for one request: every CA an X.509 enrollment references by name exists and is
+   * verified (a 400 now rather than a mystery at each device's registration). The CA list is read once, when first
+   * needed, however many enrollments of a bulk operation it checks.
    */
-  async assertCaReferences(enrollment: EnrollmentCommon): Promise<void> {
-    const refs = enrollment.attestation.x509?.caReferences as { primary?: string; secondary?: string } | undefined;
-    if (enrollment.attestation.type !== 'x509' || !refs) return;
-    const all = await this.ports.store.list();
+  caReferenceCheck(): (enrollment: EnrollmentCommon) => Promise<void> {
+    let list: ReturnType<CaCertificateStore['list']> | undefined;
+    return async (enrollment) => {
+      const refs = enrollment.attestation.x509?.caReferences as { primary?: string; secondary?: string } | undefined;
+      if (enrollment.attestation.type !== 'x509' || !refs) return;
+      list ??= this.ports.store.list();
+      this.assertReferenced(refs, await list);
+    };
+  }
+
+  private assertReferenced(
+    refs: { primary?: string; secondary?: string },
+    all: Awaited<ReturnType<CaCertificateStore['list']>>,
+  ): void {
     for (const which of ['primary', 'secondary'] as const) {
       const ref = refs[which];
       if (!ref) continue;

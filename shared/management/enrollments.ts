@@ -75,8 +75,11 @@ export class EnrollmentManager<T extends EnrollmentCommon> {
     private readonly changed: () => void,
     /** Every change is recorded with its event (created, updated or deleted, with the new ETag). */
     private readonly events?: EventPorts,
-    /** Checks against other state before a write (X.509 caReferences name verified CAs). */
-    private readonly check: (enrollment: T) => Promise<void> = async () => {},
+    /**
+     * Checks against other state before a write (X.509 caReferences name verified CAs): one check per request, so
+     * what it reads is read once for all the items of a bulk operation.
+     */
+    private readonly newCheck: () => (enrollment: T) => Promise<void> = () => async () => {},
   ) {}
 
   async get(request: ServiceRequest, id: string): Promise<JsonResult> {
@@ -90,7 +93,7 @@ export class EnrollmentManager<T extends EnrollmentCommon> {
   async put(request: ServiceRequest, id: string): Promise<JsonResult> {
     await this.auth.require(request, 'EnrollmentWrite');
     const incoming = this.kind.parse(request.body, id);
-    await this.check(incoming);
+    await this.newCheck()(incoming);
     const ifMatch = request.ifMatch === undefined ? undefined : rowEtag(request.ifMatch);
     const saved = await this.write(id, incoming, ifMatch);
     this.changed();
@@ -171,6 +174,7 @@ export class EnrollmentManager<T extends EnrollmentCommon> {
     // Every item must name itself before anything is written, so a malformed batch changes nothing.
     const ids = items.map((item: unknown) => itemId(item, this.kind.idField));
     const errors: Record<string, unknown>[] = [];
+    const check = this.newCheck();
     let next = 0;
     const worker = async () => {
       while (next < items.length) {
@@ -178,7 +182,7 @@ export class EnrollmentManager<T extends EnrollmentCommon> {
         const item: unknown = items[index];
         const id = ids[index] ?? '';
         try {
-          await this.bulkItem(mode, item, id);
+          await this.bulkItem(mode, item, id, check);
         } catch (err) {
           // Every item gets its own result, whatever failed, so the caller knows exactly what was written.
           const { errorCode, message, trackingId } = toHttpResponse(err).jsonBody as DpsErrorBody;
@@ -192,12 +196,17 @@ export class EnrollmentManager<T extends EnrollmentCommon> {
     return { status: 200, body: { isSuccessful: errors.length === 0, errors } };
   }
 
-  private async bulkItem(mode: BulkMode, item: unknown, id: string): Promise<void> {
+  private async bulkItem(
+    mode: BulkMode,
+    item: unknown,
+    id: string,
+    check: (enrollment: T) => Promise<void>,
+  ): Promise<void> {
     const itemEtag =
       typeof (item as { etag?: unknown }).etag === 'string' ? rowEtag((item as { etag: string }).etag) : undefined;
     if (mode === 'delete') return this.deleted(this.validId(id), itemEtag ?? '*');
     const incoming = this.kind.parse(item, id);
-    await this.check(incoming);
+    await check(incoming);
     if (mode === 'create') {
       const created = this.complete(incoming, undefined);
       await this.saved(created, false, () => this.table.create(created));
