@@ -224,6 +224,14 @@ function parseCa(text: string, field: string, now: Date): ParsedCertificate {
   }
   if (parsed.notAfter < now) throw invalid(field, `${describe(parsed)} expired at ${parsed.notAfter.toISOString()}.`);
   if (parsed.keyProblem) throw invalid(field, `${describe(parsed)} has ${parsed.keyProblem}.`);
+  // It could never anchor a chain (chain.ts refuses it), so refusing it here says why now rather than per device.
+  const unknown = parsed.unknownCriticalExtensions;
+  if (unknown.length > 0) {
+    throw invalid(
+      field,
+      `${describe(parsed)} has a critical extension this service does not support (${unknown.join(', ')}).`,
+    );
+  }
   return parsed;
 }
 

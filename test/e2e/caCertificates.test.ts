@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import type { Stack } from '../../dev/stack';
 import type { TestCert } from '../../dev/testPki';
-import { makeCert } from '../../dev/testPki';
+import { makeCert, x509 } from '../../dev/testPki';
 import { expectDpsError } from '../support/rawHttps';
 import { serviceCaller } from '../support/service';
 import { startTestStack } from '../support/stack';
@@ -133,6 +133,21 @@ describe('service API: CA certificates and proof of possession', () => {
       await call('PUT', '/certificates/leaf', { properties: { certificate: leaf.pem } }),
       400,
       /is not a CA certificate \(basicConstraints CA:TRUE is missing\)/,
+    );
+    expectDpsError(
+      await call('PUT', '/certificates/chain', { properties: { certificate: `${root.pem}\n${root.pem}` } }),
+      400,
+      /holds 2 certificates: give one/,
+    );
+    const critical = await makeCert({
+      cn: 'odd-ca',
+      ca: true,
+      extensions: [new x509.Extension('1.2.3.4.5', true, new Uint8Array([5, 0]))],
+    });
+    expectDpsError(
+      await call('PUT', '/certificates/odd', { properties: { certificate: critical.pem } }),
+      400,
+      /critical extension this service does not support \(1\.2\.3\.4\.5\)/,
     );
     expectDpsError(await call('PUT', '/certificates/junk', {}), 400, /'certificate': is required/);
     expectDpsError(await call('PUT', '/certificates/a%2Fb', { properties: { certificate: root.pem } }), 400, /'name'/);

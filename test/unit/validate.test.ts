@@ -678,6 +678,12 @@ describe('certificateInfo', () => {
     expect(info.version).toBe(3);
   });
 
+  it('several PEM certificates in one field are a 400, not the first one silently', () => {
+    expect(rejection(() => certificateInfo(`${CERT_PEM}\n${CERT_PEM}`, 'f')).message).toBe(
+      "Invalid field 'f': the value holds 2 certificates: give one (each CA certificate under its own name).",
+    );
+  });
+
   it('a certificate with trailing data or over the size bound is a 400 naming the field', () => {
     const der = Buffer.from(CERT_DER_B64, 'base64');
     const trailing = Buffer.concat([der, Buffer.from([0, 0])]).toString('base64');

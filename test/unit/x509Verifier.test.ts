@@ -220,6 +220,22 @@ describe('X.509 attestation', () => {
       expect(refusal(verifier, request(leaf3))).toBe('The client certificate has extensions that cannot be read.');
     });
 
+    it('an unsupported critical extension, on the leaf or on a CA (RFC 5280 §4.2); unknown non-critical ones pass', async () => {
+      const odd = new x509.Extension('1.2.3.4.5', true, new Uint8Array([5, 0]));
+      const leaf = await makeCert({ cn: 'crit', extensions: [odd] });
+      expect(refusal(verifier, request(leaf, { individual: individual('crit', leaf) }))).toBe(
+        'The device certificate CN=crit has a critical extension this service does not support (1.2.3.4.5).',
+      );
+      const oddCa = await makeCert({ cn: 'crit-ca', ca: true, extensions: [odd] });
+      const leaf2 = await makeCert({ cn: 'crit-2', issuer: oddCa });
+      expect(refusal(verifier, request(leaf2, { groups: [signingGroup('g', oddCa)] }))).toBe(
+        'The certificate chain is not valid: the CA certificate CN=crit-ca has a critical extension this service does not support (1.2.3.4.5).',
+      );
+      const lax = new x509.Extension('1.2.3.4.6', false, new Uint8Array(8)); // not even DER: never read
+      const leaf3 = await makeCert({ cn: 'lax', extensions: [lax] });
+      expect(verifier.verify(request(leaf3, { individual: individual('lax', leaf3) })).kind).toBe('individual');
+    });
+
     it('CN ≠ registration ID, and a subject without a CN', async () => {
       const noCn = await makeCert({ cn: 'a', subjectPrefix: 'CN=b' });
       expect(refusal(verifier, request(noCn, { registrationId: 'a' }))).toMatch(/has no single common name \(CN\)/);

@@ -14,6 +14,30 @@ export class CertificateError extends Error {}
 export const MAX_CERTIFICATE_BYTES = 12 * 1024;
 const BASE64 = /^[A-Za-z0-9+/]+={0,2}$/;
 const CLIENT_AUTH = ['clientAuth', '1.3.6.1.5.5.7.3.2', 'anyExtendedKeyUsage', '2.5.29.37.0'];
+/**
+ * Extensions a critical flag may mark without refusing the certificate: those checked here (basic constraints, key
+ * usages) and the informational or policy ones any chain validator accepts (names, key identifiers, policies, CRL and
+ * authority information). Name and policy constraints are accepted but not enforced.
+ */
+const KNOWN_EXTENSIONS = new Set([
+  '2.5.29.9',
+  '2.5.29.14',
+  '2.5.29.15',
+  '2.5.29.17',
+  '2.5.29.18',
+  '2.5.29.19',
+  '2.5.29.30',
+  '2.5.29.31',
+  '2.5.29.32',
+  '2.5.29.33',
+  '2.5.29.35',
+  '2.5.29.36',
+  '2.5.29.37',
+  '2.5.29.46',
+  '2.5.29.54',
+  '1.3.6.1.5.5.7.1.1',
+  '1.3.6.1.5.5.7.1.11',
+]);
 
 export interface ParsedCertificate {
   readonly x509: X509Certificate;
@@ -37,6 +61,8 @@ export interface ParsedCertificate {
   readonly extendedKeyUsage: readonly string[] | undefined;
   /** Why the key is not acceptable (RSA < 2048, a curve other than P-256/P-384, another algorithm); else undefined. */
   readonly keyProblem: string | undefined;
+  /** Critical extensions this service does not know: RFC 5280 §4.2 says such a certificate must be refused. */
+  readonly unknownCriticalExtensions: readonly string[];
 }
 
 /**
@@ -45,6 +71,12 @@ export interface ParsedCertificate {
  */
 export function certificateDer(text: string, what: string): Buffer {
   const trimmed = text.trim();
+  const blocks = trimmed.split('-----BEGIN CERTIFICATE-----').length - 1;
+  if (blocks > 1) {
+    throw new CertificateError(
+      `${what} holds ${blocks} certificates: give one (each CA certificate under its own name).`,
+    );
+  }
   const pem = /^-----BEGIN CERTIFICATE-----([\s\S]*?)-----END CERTIFICATE-----/.exec(trimmed);
   const body = (pem ? (pem[1] ?? '') : trimmed).replace(/\s+/g, '');
   if (body === '' || !BASE64.test(body) || body.length % 4 !== 0) {
@@ -68,7 +100,7 @@ export function parseCertificate(der: Buffer, what: string): ParsedCertificate {
   if (x509.raw.length !== der.length) {
     throw new CertificateError(`${what} is not a valid DER X.509 certificate (trailing data).`);
   }
-  let ext: Pick<ParsedCertificate, 'basicConstraints' | 'keyUsage' | 'extendedKeyUsage' | 'commonName' | 'version'>;
+  let ext: ReturnType<typeof extensions>;
   try {
     ext = extensions(der);
   } catch {
@@ -92,12 +124,17 @@ export function parseCertificate(der: Buffer, what: string): ParsedCertificate {
 
 function extensions(
   der: Buffer,
-): Pick<ParsedCertificate, 'basicConstraints' | 'keyUsage' | 'extendedKeyUsage' | 'commonName' | 'version'> {
+): Pick<
+  ParsedCertificate,
+  'basicConstraints' | 'keyUsage' | 'extendedKeyUsage' | 'commonName' | 'version' | 'unknownCriticalExtensions'
+> {
   const x = new X509();
   x.readCertHex(der.toString('hex'));
   const extensionsByOid = extensionValues(x.hex);
+  // The extensions read here must be exactly one DER element; others are only looked at for their criticality.
   const value = (oid: string): [string, boolean] | undefined => {
     const ext = extensionsByOid.get(oid);
+    if (ext && !ASN1HEX.isASN1HEX(ext.value)) throw new Error(`the extension ${oid} is not one DER element`);
     return ext ? [ext.value, ext.critical] : undefined;
   };
   const bcExt = value('2.5.29.19');
@@ -113,6 +150,9 @@ function extensions(
     .map((a) => a.value);
   return {
     version: x.getVersion(),
+    unknownCriticalExtensions: [...extensionsByOid]
+      .filter(([oid, ext]) => ext.critical && !KNOWN_EXTENSIONS.has(oid))
+      .map(([oid]) => oid),
     basicConstraints: bc
       ? { ca: bc.cA === true, ...(typeof bc.pathLen === 'number' ? { pathLength: bc.pathLen } : {}) }
       : undefined,
@@ -141,7 +181,6 @@ function extensionValues(hex: string): Map<string, { value: string; critical: bo
       throw new Error('an extension is malformed');
     }
     const value = ASN1HEX.getV(hex, octets);
-    if (!ASN1HEX.isASN1HEX(value)) throw new Error('an extension value is not one DER element');
     const critical = parts.length === 3 && middle !== undefined && ASN1HEX.getV(hex, middle) !== '00';
     const name = ASN1HEX.hextooidstr(ASN1HEX.getV(hex, oid));
     // RFC 5280 §4.2: an extension appears at most once (a second basicConstraints must not hide the first).

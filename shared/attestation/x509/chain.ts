@@ -72,6 +72,8 @@ export function checkLeaf(leaf: ParsedCertificate, now: Date): void {
   const validity = validityProblem(leaf, now);
   if (validity) throw new CertificateError(`${name} ${validity}.`);
   if (leaf.keyProblem) throw new CertificateError(`${name} has ${leaf.keyProblem}.`);
+  const unknown = unknownCritical(leaf);
+  if (unknown) throw new CertificateError(`${name} has ${unknown}.`);
   if (leaf.keyUsage && !leaf.keyUsage.includes('digitalSignature')) {
     throw new CertificateError(`${name} has a key usage without digitalSignature.`);
   }
@@ -165,8 +167,15 @@ function caProblem(cert: ParsedCertificate, below: number, now: Date): string | 
   if (cert.keyUsage && !cert.keyUsage.includes('keyCertSign')) return `${name} has a key usage without keyCertSign`;
   if (cert.keyProblem) return `${name} has ${cert.keyProblem}`;
   if (!allowsClientAuth(cert)) return `${name} has an extended key usage without clientAuth`;
+  const unknown = unknownCritical(cert);
+  if (unknown) return `${name} has ${unknown}`;
   return undefined;
 }
+
+const unknownCritical = (cert: ParsedCertificate): string | undefined =>
+  cert.unknownCriticalExtensions.length > 0
+    ? `a critical extension this service does not support (${cert.unknownCriticalExtensions.join(', ')})`
+    : undefined;
 
 function validityProblem(cert: ParsedCertificate, now: Date): string | undefined {
   if (now < cert.notBefore) return `is not valid before ${cert.notBefore.toISOString()}`;
