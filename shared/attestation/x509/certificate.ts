@@ -102,7 +102,7 @@ export function parseCertificate(der: Buffer, what: string): ParsedCertificate {
   }
   let ext: ReturnType<typeof extensions>;
   try {
-    ext = extensions(der);
+    ext = extensions(der, x509.subject);
   } catch {
     throw new CertificateError(`${what} has extensions that cannot be read.`);
   }
@@ -122,15 +122,29 @@ export function parseCertificate(der: Buffer, what: string): ParsedCertificate {
   };
 }
 
+/** jsrsasign's extension decoders, given each value (they keep no state when given one). */
+const DECODER = new X509();
+
+/** TBSCertificate's `[0] EXPLICIT Version DEFAULT v1` (0 = v1, 2 = v3), as the certificate's version number. */
+function versionOf(hex: string): number {
+  const tbs = ASN1HEX.getChildIdx(hex, 0)[0] ?? 0;
+  const first = ASN1HEX.getChildIdx(hex, tbs)[0] ?? 0;
+  if (hex.substring(first, first + 2) !== 'a0') return 1;
+  const inner = ASN1HEX.getChildIdx(hex, first)[0] ?? 0;
+  const value = parseInt(ASN1HEX.getV(hex, inner), 16);
+  if (hex.substring(inner, inner + 2) !== '02' || !(value >= 0 && value <= 2)) throw new Error('malformed version');
+  return value + 1;
+}
+
 function extensions(
   der: Buffer,
+  subject: string,
 ): Pick<
   ParsedCertificate,
   'basicConstraints' | 'keyUsage' | 'extendedKeyUsage' | 'commonName' | 'version' | 'unknownCriticalExtensions'
 > {
-  const x = new X509();
-  x.readCertHex(der.toString('hex'));
-  const extensionsByOid = extensionValues(x.hex);
+  const hex = der.toString('hex');
+  const extensionsByOid = extensionValues(hex);
   // The extensions read here must be exactly one DER element; others are only looked at for their criticality.
   const value = (oid: string): [string, boolean] | undefined => {
     const ext = extensionsByOid.get(oid);
@@ -141,15 +155,17 @@ function extensions(
   const kuExt = value('2.5.29.15');
   const ekuExt = value('2.5.29.37');
   const bc = bcExt ? basicConstraints(bcExt[0]) : undefined;
-  const ku = kuExt ? (x.getExtKeyUsage(...kuExt) as { names?: string[] }) : undefined;
-  const eku = ekuExt ? (x.getExtExtKeyUsage(...ekuExt) as { array?: string[] }) : undefined;
-  const cn = x
-    .getSubject()
-    .array.flat()
-    .filter((a) => a.type === 'CN')
-    .map((a) => a.value);
+  const ku = kuExt ? (DECODER.getExtKeyUsage(...kuExt) as { names?: string[] }) : undefined;
+  const eku = ekuExt ? (DECODER.getExtExtKeyUsage(...ekuExt) as { array?: string[] }) : undefined;
+  // Node's subject: one RDN per line, multi-valued RDNs joined by ' + ', values escaped as RFC 2253 says (a literal
+  // '+' is '\+'), so the split is exact. An escaped value keeps its escapes: it can't be a registration ID anyway.
+  const cn = subject
+    .split('\n')
+    .flatMap((rdn) => rdn.split(' + '))
+    .filter((a) => a.startsWith('CN='))
+    .map((a) => a.slice(3));
   return {
-    version: x.getVersion(),
+    version: versionOf(hex),
     unknownCriticalExtensions: [...extensionsByOid]
       .filter(([oid, ext]) => ext.critical && !KNOWN_EXTENSIONS.has(oid))
       .map(([oid]) => oid),
