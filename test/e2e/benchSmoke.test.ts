@@ -81,7 +81,10 @@ describe('npm run bench, smoke size', () => {
       }
     }
     expect(report.ratios.every((r) => Number.isFinite(r.ratio) && r.ratio > 0)).toBe(true);
-    expect(report.ratios.filter((r) => r.versus === 'symmetric-key group').map((r) => r.concurrency)).toEqual([1, 3]);
+    // Both X.509 scenarios (TLS at the dev host, behind the front end) against symmetric-key group registrations.
+    expect(
+      report.ratios.filter((r) => r.versus === 'symmetric-key group').map((r) => `${r.scenario}@${r.concurrency}`),
+    ).toEqual([1, 3].flatMap((c) => [`X.509 group, TLS at dev host@${c}`, `X.509 group, behind front end@${c}`]));
     expect(report.x509Verification?.perNewDeviceUs).toBeGreaterThan(0);
     expect(report.bulkCreate).toMatchObject({ enrollments: 40, failed: 0 });
     // One write per enrollment, plus its event's outbox marker and the marker's removal, both group-committed.
