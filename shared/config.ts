@@ -38,6 +38,10 @@ export interface Config {
   devStack: boolean;
   /** Overall deadline of a custom allocation webhook call (retry included), default 3000 ms. */
   webhookTimeoutMs: number;
+  /** Hub health: consecutive failed hub calls that put a hub on a cool-down (DPS_HUB_FAILURE_THRESHOLD, default 2). */
+  hubFailureThreshold: number;
+  /** How long hashed and geoLatency skip an unhealthy hub (DPS_HUB_COOLDOWN_MS, default 30,000). */
+  hubCoolDownMs: number;
   /** The region this instance serves from (geoLatency): DPS_REGION, else the platform's REGION_NAME; normalised. */
   region?: string;
   /** DPS_REGION_LATENCIES: operator latencies (ms) between regions, keyed by allocation/geoLatency `latencyKey`. */
@@ -122,6 +126,8 @@ export function loadConfig(env: Env = process.env): Config {
     maxSasLifetimeSeconds,
     devStack: env.DPS_DEV_STACK?.trim() === '1',
     webhookTimeoutMs: integer(env, 'DPS_WEBHOOK_TIMEOUT_MS', 3000),
+    hubFailureThreshold: Math.max(1, integer(env, 'DPS_HUB_FAILURE_THRESHOLD', 2)),
+    hubCoolDownMs: integer(env, 'DPS_HUB_COOLDOWN_MS', 30_000),
     ...region(env),
     regionLatencies: latencyTable(env),
     events: eventsConfig(env),

@@ -18,6 +18,7 @@ import type { EventPorts } from './events/outbox';
 import { Outbox } from './events/outbox';
 import { RegistrationJournal } from './events/registrationJournal';
 import { EventHubsSink, LocalSink } from './events/sinks';
+import { HubHealth, trackHealth } from './hubs/health';
 import { HubClients } from './hubs/registryClient';
 import { setMaxSasLifetime } from './http/sas';
 import { azureClientOverrides, azureCredential } from './identity';
@@ -103,12 +104,19 @@ export function createServices(cfg: Config): { ready: Promise<void>; services: S
   const caCache = new TtlCache(async () => (await caStore.list()).map((c) => c.value), cfg.cacheTtlMs);
   const recentAttestations = new RecentMap<string, RecentAttestation>(cfg.cacheTtlMs);
   const agent = hubAgent(cfg.hubCaFile);
+  const hubHealth = new HubHealth({ failureThreshold: cfg.hubFailureThreshold, coolDownMs: cfg.hubCoolDownMs });
   const registration = new RegistrationService({
     idScope: cfg.idScope,
     devices,
     groups: { list: () => groupCache.get() },
     configuration: configCache,
-    hubs: new HubClients(agent, cfg.hubTimeoutMs, credential),
+    hubs: trackHealth(new HubClients(agent, cfg.hubTimeoutMs, credential), hubHealth),
+    allocation: {
+      geo: { ...(cfg.region ? { region: cfg.region } : {}), latencies: cfg.regionLatencies },
+      health: hubHealth,
+      webhookTimeoutMs: cfg.webhookTimeoutMs,
+      log: (message) => console.warn(`[allocation] ${message}`),
+    },
     attestors: {
       symmetricKey: new SymmetricKeyAttestor(),
       tpm: new TpmAttestor(new TableTpmChallengeStore(tables.devices, secrets)),
@@ -154,6 +162,7 @@ export function createServices(cfg: Config): { ready: Promise<void>; services: S
       idScope: cfg.idScope,
       rootPolicyName: ROOT_POLICY,
       serviceHostNames: cfg.serviceHostNames,
+      health: hubHealth,
       changed: invalidateCaches,
       events,
       rewrapDataKeys: () => secrets.rewrap(),

@@ -3,6 +3,13 @@
 export type ProvisioningStatus = 'enabled' | 'disabled';
 export type AllocationPolicy = 'hashed' | 'geoLatency' | 'static' | 'custom';
 
+export interface CustomAllocationDefinition {
+  webhookUrl: string;
+  apiVersion: string;
+  /** Open DPS extension: the policy used when the webhook fails (DPS fails the registration). */
+  fallbackAllocationPolicy?: Exclude<AllocationPolicy, 'custom'>;
+}
+
 export interface TwinCollection {
   [key: string]: unknown;
 }
@@ -39,7 +46,7 @@ export interface EnrollmentCommon {
   reprovisionPolicy?: ReprovisionPolicy;
   allocationPolicy?: AllocationPolicy;
   iotHubs?: string[];
-  customAllocationDefinition?: { webhookUrl: string; apiVersion: string };
+  customAllocationDefinition?: CustomAllocationDefinition;
   createdDateTimeUtc?: string;
   lastUpdatedDateTimeUtc?: string;
   etag?: string;

@@ -15,6 +15,7 @@ import { isPlainObject } from '../http/request';
 import type {
   AllocationPolicy,
   AttestationMechanism,
+  CustomAllocationDefinition,
   EnrollmentCommon,
   EnrollmentGroup,
   IndividualEnrollment,
@@ -135,15 +136,7 @@ function parseCommon(json: Json, group: boolean): EnrollmentCommon {
     });
   }
   if (json.customAllocationDefinition !== undefined && json.customAllocationDefinition !== null) {
-    const d = object(json.customAllocationDefinition, 'customAllocationDefinition');
-    rejectUnknown(d, new Set(['webhookUrl', 'apiVersion']), 'customAllocationDefinition.');
-    const webhookUrl = requiredString(d, 'webhookUrl', 'customAllocationDefinition.webhookUrl');
-    if (!/^https?:\/\//i.test(webhookUrl))
-      throw invalid('customAllocationDefinition.webhookUrl', 'must be an http(s) URL.');
-    result.customAllocationDefinition = {
-      webhookUrl,
-      apiVersion: requiredString(d, 'apiVersion', 'customAllocationDefinition.apiVersion'),
-    };
+    result.customAllocationDefinition = parseCustomAllocation(json.customAllocationDefinition);
   }
   if (result.allocationPolicy === 'custom' && !result.customAllocationDefinition) {
     throw invalid('customAllocationDefinition', "is required when allocationPolicy is 'custom'.");
@@ -266,6 +259,45 @@ export function certificateInfo(certificate: string, field: string): X509Certifi
     if (err instanceof CertificateError) throw invalid(field, err.message);
     throw err;
   }
+}
+
+const FALLBACK_POLICIES = ['hashed', 'geoLatency', 'static'] as const;
+const LOOPBACK = new Set(['localhost', '127.0.0.1', '[::1]']);
+
+/**
+ * `customAllocationDefinition`: an https webhook URL (http only to a loopback host, for local testing: a function
+ * key in the query must not cross a network in clear), no user:password in it, the `apiVersion` of the request's
+ * enrollment schema, and Open DPS's optional `fallbackAllocationPolicy` (used when the webhook fails).
+ */
+function parseCustomAllocation(value: unknown): CustomAllocationDefinition {
+  const field = 'customAllocationDefinition';
+  const d = object(value, field);
+  rejectUnknown(d, new Set(['webhookUrl', 'apiVersion', 'fallbackAllocationPolicy']), `${field}.`);
+  const webhookUrl = requiredString(d, 'webhookUrl', `${field}.webhookUrl`);
+  let url: URL | undefined;
+  try {
+    url = new URL(webhookUrl);
+  } catch {
+    url = undefined;
+  }
+  const local = url !== undefined && url.protocol === 'http:' && LOOPBACK.has(url.hostname);
+  if (!url || (url.protocol !== 'https:' && !local)) {
+    throw invalid(`${field}.webhookUrl`, 'must be an https URL (http only to localhost, for local testing).');
+  }
+  if (url.username || url.password) {
+    throw invalid(`${field}.webhookUrl`, 'must not carry a user name or password (use a key in the query).');
+  }
+  if (webhookUrl.length > 2048) throw invalid(`${field}.webhookUrl`, 'must be at most 2048 characters.');
+  const apiVersion = requiredString(d, 'apiVersion', `${field}.apiVersion`);
+  const fallback = optionalString(d, 'fallbackAllocationPolicy', `${field}.fallbackAllocationPolicy`);
+  if (fallback !== undefined && !(FALLBACK_POLICIES as readonly string[]).includes(fallback)) {
+    throw invalid(`${field}.fallbackAllocationPolicy`, `must be one of ${FALLBACK_POLICIES.join(', ')}.`);
+  }
+  return {
+    webhookUrl,
+    apiVersion,
+    ...(fallback !== undefined ? { fallbackAllocationPolicy: fallback as (typeof FALLBACK_POLICIES)[number] } : {}),
+  };
 }
 
 export function parseTwin(value: unknown): InitialTwin {

@@ -1,6 +1,9 @@
 // Per-instance health of linked IoT hubs (beyond DPS): hub calls that fail or time out put a hub on a cool-down during
 // which allocation skips it, unless every candidate is cooling down (then all stay eligible: a possibly-sick hub beats
-// no hub). Pure apart from the injected clock; in memory, so each instance learns on its own.
+// no hub). Pure apart from the injected clock; in memory, so each instance learns on its own. `trackHealth` feeds it
+// from every registry call of the hub step.
+import type { HubClientPool } from '../registration/assign';
+import { HubError, HubTimeout } from './registryClient';
 
 export type HubFailureKind = 'error' | 'timeout';
 
@@ -104,3 +107,39 @@ export class HubHealth {
     });
   }
 }
+
+/**
+ * The pool whose clients report each call's outcome to `health`. A hub that answers is healthy, even with a 404 or
+ * 409; one that refuses the service's credentials (401/403), throttles (429), fails (5xx), cannot be reached or runs
+ * out of time is not: it cannot take devices now.
+ */
+export function trackHealth(pool: HubClientPool, health: HubHealth): HubClientPool {
+  return {
+    for(hub) {
+      const client = pool.for(hub);
+      const tracked =
+        <A extends unknown[], R>(call: (...args: A) => Promise<R>) =>
+        async (...args: A): Promise<R> => {
+          try {
+            const result = await call(...args);
+            health.recordSuccess(hub.hostName);
+            return result;
+          } catch (err) {
+            if (err instanceof HubTimeout) health.recordFailure(hub.hostName, 'timeout', err.message);
+            else if (!(err instanceof HubError) || isHubFault(err.status)) {
+              health.recordFailure(hub.hostName, 'error', err instanceof Error ? err.message : String(err));
+            } else health.recordSuccess(hub.hostName);
+            throw err;
+          }
+        };
+      return {
+        upsertDevice: tracked(client.upsertDevice.bind(client)),
+        applyTwin: tracked(client.applyTwin.bind(client)),
+        getTwin: tracked(client.getTwin.bind(client)),
+        deleteDevice: tracked(client.deleteDevice.bind(client)),
+      };
+    },
+  };
+}
+
+const isHubFault = (status: number): boolean => status === 401 || status === 403 || status === 429 || status >= 500;

@@ -28,6 +28,17 @@ export class HubError extends Error {
   }
 }
 
+/** A hub call that ran out of time: its own deadline, or the registration's hub step deadline (abandoned). */
+export class HubTimeout extends Error {
+  constructor(
+    readonly hostName: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'HubTimeout';
+  }
+}
+
 export interface HubDeviceIdentity {
   deviceId: string;
   /** How the device authenticates to the hub: the attestation's symmetric keys, X.509 thumbprints, or its CA. */
@@ -210,11 +221,14 @@ export class HubRegistryClient {
         } else if (response) resolve(response);
       };
       const timer = setTimeout(
-        () => finish(new Error(`IoT hub ${this.hostName} did not answer within ${this.deadlineMs} ms`)),
+        () =>
+          finish(new HubTimeout(this.hostName, `IoT hub ${this.hostName} did not answer within ${this.deadlineMs} ms`)),
         this.deadlineMs,
       );
       const onAbort = () =>
-        finish(new Error(`The call to IoT hub ${this.hostName} was abandoned: its deadline passed`));
+        finish(
+          new HubTimeout(this.hostName, `The call to IoT hub ${this.hostName} was abandoned: its deadline passed`),
+        );
       const req = httpsRequest(
         {
           host,

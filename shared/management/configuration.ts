@@ -22,6 +22,7 @@ import type { EventPorts } from '../events/outbox';
 import { recorded } from '../events/outbox';
 import type { JsonResult } from '../http/response';
 import type { RewrapResult } from '../secrets/envelope';
+import type { HubHealth } from '../hubs/health';
 import type { ServiceConfigStore } from '../storage/serviceConfig';
 import type { ServiceAuthorizer } from './auth';
 import type { ServiceRequest } from './serviceRequest';
@@ -35,6 +36,7 @@ const HUB_FIELDS = new Set([
   'allocationWeight',
   'applyAllocationPolicy',
   'authentication', // read-only (GET shows it), accepted back and ignored
+  'health', // read-only (GET shows it), accepted back and ignored
 ]);
 const POLICY_FIELDS = new Set(['name', 'rights', 'primaryKey', 'secondaryKey']);
 const SETTINGS_FIELDS = new Set(['defaultAllocationPolicy', 'idScope', 'serviceHostNames', 'rootPolicyName']);
@@ -46,6 +48,8 @@ export interface ConfigurationPorts {
   rootPolicyName: string;
   serviceHostNames: readonly string[];
   changed: () => void;
+  /** This instance's view of each hub's health (hubs/health.ts), shown read-only by GET linkedHubs. */
+  health?: Pick<HubHealth, 'snapshot'>;
   /** Every change is recorded with its event (names and rights, never connection strings or keys). */
   events?: EventPorts;
   /** Re-wraps the envelope's data keys with the key provider's newest key (after a Key Vault key rotation). */
@@ -58,7 +62,14 @@ export class ConfigurationManager {
   async listLinkedHubs(request: ServiceRequest): Promise<JsonResult> {
     await this.ports.auth.require(request, 'ServiceConfig');
     const { linkedHubs } = await this.ports.store.load();
-    return { status: 200, body: linkedHubs.map(hubView) };
+    const health = this.ports.health?.snapshot(linkedHubs.map((h) => h.hostName));
+    return {
+      status: 200,
+      body: linkedHubs.map((hub, i) => {
+        const { hostName: _name, ...state } = health?.[i] ?? { hostName: hub.hostName };
+        return { ...hubView(hub), ...(health ? { health: state } : {}) };
+      }),
+    };
   }
 
   /**

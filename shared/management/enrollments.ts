@@ -9,6 +9,7 @@ import type {
   IndividualEnrollment,
 } from '../domain/enrollment';
 import { parseEnrollmentGroup, parseIndividualEnrollment, invalid, object } from '../domain/validate';
+import { redactUrl } from '../allocation/custom';
 import { assertRegistrationId } from '../domain/registrationId';
 import type { DpsErrorBody } from '../errors';
 import { DpsError, badRequest, notFound, preconditionFailed, toHttpResponse } from '../errors';
@@ -252,6 +253,7 @@ export class EnrollmentManager<T extends EnrollmentCommon> {
     return {
       ...incoming,
       attestation: withCertificates(withKeys(incoming.attestation, current?.attestation), current?.attestation),
+      ...withWebhookSecret(incoming, current),
       createdDateTimeUtc: current?.createdDateTimeUtc ?? now,
       lastUpdatedDateTimeUtc: now,
     };
@@ -259,8 +261,14 @@ export class EnrollmentManager<T extends EnrollmentCommon> {
 
   /** What GET and query show: no symmetric keys, X.509 certificate info without the certificates. */
   private view(enrollment: Versioned<T>): Record<string, unknown> {
-    const { attestation, ...rest } = enrollment.value;
-    return { ...rest, attestation: redact(attestation), etag: enrollmentEtag(enrollment.etag) };
+    const { attestation, customAllocationDefinition: custom, ...rest } = enrollment.value;
+    return {
+      ...rest,
+      attestation: redact(attestation),
+      // The webhook URL's query (an Azure Functions key, `?code=`) is masked as DPS masks it: `?****`.
+      ...(custom ? { customAllocationDefinition: { ...custom, webhookUrl: redactUrl(custom.webhookUrl) } } : {}),
+      etag: enrollmentEtag(enrollment.etag),
+    };
   }
 
   private validId(id: string): string {
@@ -270,6 +278,18 @@ export class EnrollmentManager<T extends EnrollmentCommon> {
   private notFound(id: string): DpsError {
     return notFound(`${this.kind.itemType} '${id}' was not found.`, 404202);
   }
+}
+
+/**
+ * A webhook URL sent back as GET shows it (query masked `?****`) keeps the stored URL, key included: a client that
+ * reads, edits and writes an enrollment back must not replace its function key with four stars.
+ */
+function withWebhookSecret<T extends EnrollmentCommon>(incoming: T, current: T | undefined): Partial<T> {
+  const sent = incoming.customAllocationDefinition;
+  const stored = current?.customAllocationDefinition;
+  if (!sent || !stored || !sent.webhookUrl.endsWith('?****')) return {};
+  if (sent.webhookUrl !== redactUrl(stored.webhookUrl)) return {};
+  return { customAllocationDefinition: { ...sent, webhookUrl: stored.webhookUrl } } as Partial<T>;
 }
 
 function withKeys(incoming: AttestationMechanism, current: AttestationMechanism | undefined): AttestationMechanism {

@@ -5,6 +5,7 @@ import type { HubAuthentication } from '../attestation/attestation';
 import type { InitialTwin } from '../domain/enrollment';
 import type { LinkedHub } from '../domain/linkedHub';
 import type { HubRegistryClient } from '../hubs/registryClient';
+import { HubError, HubTimeout } from '../hubs/registryClient';
 import type { AssignmentPlan } from '../storage/devices';
 
 export interface HubClientPool {
@@ -36,7 +37,8 @@ export async function applyPlan(
   const previous = plan.previousHub ? linkedHubs.find((h) => sameHost(h.hostName, plan.previousHub)) : undefined;
   const previousId = plan.previousDeviceId ?? plan.deviceId;
 
-  let twin = plan.applyInitialTwin ? identity.initialTwin : undefined;
+  // A custom-allocation webhook's initial twin wins over the enrollment's (reference/dps-protocol.md §4).
+  let twin = plan.applyInitialTwin ? (plan.webhookInitialTwin ?? identity.initialTwin) : undefined;
   if (previous && plan.substatus === 'deviceDataMigrated') {
     const old = await pool.for(previous).getTwin(previousId, options);
     if (old)
@@ -57,6 +59,52 @@ export async function applyPlan(
   );
   if (twin) await client.applyTwin(plan.deviceId, twin, options);
   if (previous) await pool.for(previous).deleteDevice(previousId, options);
+}
+
+/**
+ * `applyPlan`, then once more on the plan's alternate hub if the assigned one fails (a first registration under
+ * hashed or geoLatency: plan.ts). Resolves to the hub the device was put on; rejects with the first failure.
+ */
+export async function applyPlanWithFailover(
+  plan: AssignmentPlan,
+  identity: DeviceIdentity,
+  linkedHubs: readonly LinkedHub[],
+  pool: HubClientPool,
+  signal?: AbortSignal,
+  log?: (message: string) => void,
+  mayCreate = true,
+): Promise<string> {
+  try {
+    await applyPlan(plan, identity, linkedHubs, pool, signal, mayCreate);
+    return plan.assignedHub;
+  } catch (err) {
+    const alternate = plan.alternateHub;
+    if (alternate === undefined || signal?.aborted) throw err;
+    log?.(
+      `hub step for ${plan.deviceId} on ${plan.assignedHub} failed (${hubFailureMessage(err)}); trying ${alternate}`,
+    );
+    try {
+      await applyPlan({ ...plan, assignedHub: alternate }, identity, linkedHubs, pool, signal);
+    } catch {
+      throw err;
+    }
+    return alternate;
+  }
+}
+
+/**
+ * Why a hub step failed, for the device's `registrationState.errorMessage`: a category only, never the hub's own
+ * message or status (the log and GET linkedHubs' health carry those, for the operator).
+ */
+export function hubFailureMessage(err: unknown): string {
+  if (err instanceof HubTimeout) return 'the IoT hub did not answer in time.';
+  if (!(err instanceof HubError)) return 'the IoT hub could not be reached.';
+  if (err.status === 401 || err.status === 403) {
+    return "the IoT hub refused the provisioning service's credentials (the operator must fix the linked hub).";
+  }
+  if (err.status === 429) return 'the IoT hub is throttling requests; try again later.';
+  if (err.status >= 500) return 'the IoT hub is unavailable; try again later.';
+  return 'the IoT hub refused the device identity.';
 }
 
 export function findHub(linkedHubs: readonly LinkedHub[], hostName: string): LinkedHub {

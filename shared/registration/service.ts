@@ -37,12 +37,14 @@ import type {
   StoredRegistration,
   Versioned,
 } from '../storage/devices';
+import { HubTimeout } from '../hubs/registryClient';
 import { publicEtag } from '../storage/etag';
 import { DeviceMissingError } from '../hubs/registryClient';
+import type { AllocationPorts } from './allocate';
+import { allocate } from './allocate';
 import type { HubClientPool } from './assign';
-import { applyPlan } from './assign';
+import { applyPlanWithFailover, hubFailureMessage } from './assign';
 import type { DeviceRequest } from './deviceRequest';
-import { planAssignment } from './plan';
 
 export interface RegistrationPorts {
   idScope: string;
@@ -51,6 +53,8 @@ export interface RegistrationPorts {
   /** The (cached) service configuration: linked hubs and the default allocation policy. */
   configuration: { get(): Promise<Pick<ServiceConfiguration, 'linkedHubs' | 'settings'>> };
   hubs: HubClientPool;
+  /** The allocation step's settings: geoLatency, hub health, the custom-allocation webhook (allocate.ts). */
+  allocation: AllocationPorts;
   /** One attestor per mechanism this service accepts (attestation/*). */
   attestors: Attestors;
   /**
@@ -80,9 +84,12 @@ interface Attested {
   partition: DevicePartition;
 }
 
-/** `detail`: what went wrong at the hub, for the `failed` event (the device is told only `errorMessage`). */
+/**
+ * `assignedHub`: where the device was put (the plan's hub, or its alternate after a failover); `detail`: what went
+ * wrong at the hub, for the `failed` event (the device is told only `errorMessage`).
+ */
 type HubOutcome =
-  | { ok: true; identityMissing?: undefined }
+  | { ok: true; assignedHub: string; identityMissing?: undefined }
   | { ok: false; errorCode: number; errorMessage: string; identityMissing?: true; detail?: string };
 
 export class RegistrationService {
@@ -124,19 +131,28 @@ export class RegistrationService {
     // An operation in flight (or abandoned by its owner) may have created its identity already: a racer finishes that
     // plan rather than planning anew, or an enrollment changed meanwhile, or another instance's view of the linked
     // hubs, could leave a second identity. The next registration then moves the device from the committed state.
+    // A custom-allocation webhook's decision is part of that plan: it is not asked again.
     const inFlight = previous?.value.operation.status === 'assigning' ? previous.value.operation.plan : undefined;
+    const allocationStarted = Date.now();
     const planned = inFlight
       ? { ok: true as const, plan: inFlight }
-      : planAssignment({
-          defaultAllocationPolicy: settings.defaultAllocationPolicy,
-          registrationId: request.registrationId,
-          deviceId: deviceIdFor(attestation, request.registrationId, previous?.value),
-          enrollment: attestation.enrollment,
-          ...(attestation.enrollmentGroupId !== undefined ? { enrollmentGroupId: attestation.enrollmentGroupId } : {}),
-          linkedHubs,
-          ...(previous ? { previous: previous.value.state } : {}),
-          ...(request.payload !== undefined ? { devicePayload: request.payload } : {}),
-        });
+      : await allocate(
+          {
+            defaultAllocationPolicy: settings.defaultAllocationPolicy,
+            registrationId: request.registrationId,
+            deviceId: deviceIdFor(attestation, request.registrationId, previous?.value),
+            enrollment: attestation.enrollment,
+            ...(attestation.enrollmentGroupId !== undefined
+              ? { enrollmentGroupId: attestation.enrollmentGroupId }
+              : {}),
+            linkedHubs,
+            ...(previous ? { previous: previous.value.state } : {}),
+            ...(request.payload !== undefined ? { devicePayload: request.payload } : {}),
+          },
+          attestation,
+          request,
+          this.ports.allocation,
+        );
     if (!planned.ok) {
       const state = this.stateOf(request, previous, now, attestation, { status: 'failed', ...planned });
       const etag = await this.save(
@@ -172,12 +188,14 @@ export class RegistrationService {
     });
     let claim = claimFirst ? await claimRow() : undefined;
 
+    // A webhook's time counts against the PUT's budget: the device hears `assigning` and polls instead of waiting.
+    const budget = () => Math.max(0, this.ports.budgetMs - (Date.now() - allocationStarted));
     let hubWork = this.runHubStep(planned.plan, attestation, linkedHubs, claimFirst);
-    let outcome = await withinBudget(hubWork, this.ports.budgetMs);
+    let outcome = await withinBudget(hubWork, budget());
     if (outcome?.identityMissing) {
       claim = await claimRow();
       hubWork = this.runHubStep(planned.plan, attestation, linkedHubs, true);
-      outcome = await withinBudget(hubWork, this.ports.budgetMs);
+      outcome = await withinBudget(hubWork, budget());
     }
     if (outcome) return this.commit(request, claim ?? previous, operation, outcome, attestation, attempt, seen);
 
@@ -349,7 +367,9 @@ export class RegistrationService {
     const ms = this.ports.hubDeadlineMs;
     const timer = setTimeout(() => deadline.abort(), ms);
     const expired = new Promise<never>((_, reject) => {
-      deadline.signal.addEventListener('abort', () => reject(new Error(`the hub step did not finish within ${ms} ms`)));
+      deadline.signal.addEventListener('abort', () =>
+        reject(new HubTimeout(plan.assignedHub, `the hub step did not finish within ${ms} ms`)),
+      );
     });
     try {
       const enrollment = attestation.enrollment;
@@ -358,17 +378,19 @@ export class RegistrationService {
         iotEdge: enrollment.capabilities?.iotEdge ?? false,
         ...(enrollment.initialTwin ? { initialTwin: enrollment.initialTwin } : {}),
       };
-      await Promise.race([applyPlan(plan, identity, linkedHubs, this.ports.hubs, deadline.signal, mayCreate), expired]);
-      return { ok: true };
+      const { hubs, log } = this.ports;
+      const work = applyPlanWithFailover(plan, identity, linkedHubs, hubs, deadline.signal, log, mayCreate);
+      return { ok: true, assignedHub: await Promise.race([work, expired]) };
     } catch (err) {
       if (err instanceof DeviceMissingError) {
         return { ok: false, errorCode: 500001, errorMessage: err.message, identityMissing: true };
       }
       this.ports.log(`hub step for ${plan.deviceId} on ${plan.assignedHub} failed: ${String(err)}`);
+      const why = hubFailureMessage(err);
       return {
         ok: false,
         errorCode: 500001,
-        errorMessage: `The IoT hub ${plan.assignedHub} could not be updated.`,
+        errorMessage: `The IoT hub ${plan.assignedHub} could not be updated: ${why}`,
         detail: (err instanceof Error ? err.message : String(err)).slice(0, 500),
       };
     } finally {
@@ -408,7 +430,7 @@ export class RegistrationService {
       outcome.ok && plan
         ? {
             ...this.stateOf(request, previous, now, attestation, { status: 'assigned' }),
-            assignedHub: plan.assignedHub,
+            assignedHub: outcome.assignedHub,
             deviceId: plan.deviceId,
             substatus: plan.substatus,
             // DPS returns a payload only when a custom-allocation webhook supplied one, never the device's own.

@@ -5,7 +5,7 @@ export type { Versioned } from './enrollmentTable';
 import type { TableClient, TableEntityResult, TransactionAction } from '@azure/data-tables';
 import { odata } from '@azure/data-tables';
 
-import type { IndividualEnrollment } from '../domain/enrollment';
+import type { IndividualEnrollment, InitialTwin } from '../domain/enrollment';
 import { registrationKey } from '../domain/registrationId';
 import type { DeviceRegistrationResult, RegistrationStatus } from '../domain/registrationState';
 import { conflict, preconditionFailed } from '../errors';
@@ -31,10 +31,18 @@ export interface AssignmentPlan {
   /** Set when the device moves: where it was, so its data can be migrated and the old identity removed. */
   previousHub?: string;
   previousDeviceId?: string;
-  /** The device's own `payload`, kept for the custom-allocation webhook (part of its request); never echoed. */
-  devicePayload?: unknown;
   /** The payload a custom-allocation webhook returned: the only `payload` the device is given back (as DPS). */
   webhookPayload?: unknown;
+  /**
+   * The initial twin a custom-allocation webhook answered (used instead of the enrollment's where `applyInitialTwin`):
+   * recorded so that a poll taking the operation over applies the webhook's decision without calling it again.
+   */
+  webhookInitialTwin?: InitialTwin;
+  /**
+   * Another candidate hub for a first registration under hashed or geoLatency allocation, tried once if the hub step
+   * fails on `assignedHub` (health-aware allocation, beyond DPS).
+   */
+  alternateHub?: string;
 }
 
 export interface OperationRecord {

@@ -109,9 +109,8 @@ describe('planAssignment: initial assignment', () => {
     }
   });
 
-  it('carries enrollmentGroupId and the device payload (for the webhook) into the plan', () => {
-    const plan = planOf(planAssignment(input({ enrollmentGroupId: 'g1', devicePayload: { model: 'x' } })));
-    expect(plan).toMatchObject({ enrollmentGroupId: 'g1', devicePayload: { model: 'x' } });
+  it('carries enrollmentGroupId into the plan', () => {
+    expect(planOf(planAssignment(input({ enrollmentGroupId: 'g1' })))).toMatchObject({ enrollmentGroupId: 'g1' });
   });
 
   it('uses the given device ID', () => {
@@ -153,13 +152,53 @@ describe('planAssignment: initial assignment', () => {
     });
   });
 
-  it.each(['custom'] as const)('an unsupported policy (%s) fails with a message naming it', (policy) => {
-    const outcome = planAssignment(input({ enrollment: enrollment({ allocationPolicy: policy }) }));
-    expect(outcome.ok).toBe(false);
-    if (!outcome.ok) {
-      expect(outcome.errorMessage).toContain(policy);
-      expect(outcome.errorCode).toBe(400208);
+  it("custom: the webhook's hub, twin and payload go into the plan (a takeover applies them without a new call)", () => {
+    const e = enrollment({ allocationPolicy: 'custom' });
+    const twin = { tags: { t: 1 } };
+    const plan = planOf(
+      planAssignment(
+        input({
+          enrollment: e,
+          custom: { iotHubHostName: HUB_B.hostName.toUpperCase(), initialTwin: twin, payload: 7 },
+        }),
+      ),
+    );
+    expect(plan).toMatchObject({ assignedHub: HUB_B.hostName, webhookInitialTwin: twin, webhookPayload: 7 });
+    expect(plan).not.toHaveProperty('alternateHub'); // custom never falls over to another hub
+  });
+
+  it('custom without a decision fails with 400208', () => {
+    const outcome = planAssignment(input({ enrollment: enrollment({ allocationPolicy: 'custom' }) }));
+    expect(outcome).toMatchObject({ ok: false, errorCode: 400208 });
+  });
+
+  it('hashed skips hubs cooling down and gives a first registration an alternate; re-registrations get none', () => {
+    const sick = new Set([HUB_A.hostName]);
+    const health = {
+      healthy: <T extends { hostName: string }>(c: readonly T[]) => c.filter((h) => !sick.has(h.hostName)),
+    };
+    const linkedHubs = [HUB_A, HUB_B, linked('hub-c.azure-devices.net')];
+    for (let i = 0; i < 50; i++) {
+      const plan = planOf(planAssignment(input({ registrationId: `dev-${i}`, health, linkedHubs })));
+      expect(plan.assignedHub).not.toBe(HUB_A.hostName);
+      expect(plan.alternateHub).toBeDefined();
+      expect(plan.alternateHub).not.toBe(plan.assignedHub);
+      expect(plan.alternateHub).not.toBe(HUB_A.hostName);
     }
+    const previous = {
+      registrationId: 'dev-1',
+      status: 'assigned' as const,
+      assignedHub: HUB_B.hostName,
+      deviceId: 'dev-1',
+    };
+    expect(planOf(planAssignment(input({ registrationId: 'dev-1', health, previous, linkedHubs })))).not.toHaveProperty(
+      'alternateHub',
+    );
+  });
+
+  it('static never gets an alternate hub', () => {
+    const e = enrollment({ allocationPolicy: 'static', iotHubs: [HUB_A.hostName] });
+    expect(planOf(planAssignment(input({ enrollment: e })))).not.toHaveProperty('alternateHub');
   });
 
   it('a previous failed registration is treated as a first assignment', () => {

@@ -10,6 +10,7 @@ import { conflict } from '../../shared/errors';
 import type { JsonResult } from '../../shared/http/response';
 import { createSas, parseSas } from '../../shared/http/sas';
 import type { HubDeviceIdentity } from '../../shared/hubs/registryClient';
+import type { WebhookOutcome, WebhookRequestInput } from '../../shared/allocation/custom';
 import { DeviceMissingError, HubError } from '../../shared/hubs/registryClient';
 import type { HubClientPool } from '../../shared/registration/assign';
 import type { DeviceRequest } from '../../shared/registration/deviceRequest';
@@ -190,6 +191,13 @@ function setupWith(options: {
   const devices = new FakeDevices();
   const hubs = new FakeHubs();
   const logs: string[] = [];
+  const webhookCalls: WebhookRequestInput[] = [];
+  let webhookAnswer = (input: WebhookRequestInput): WebhookOutcome => ({
+    ok: true,
+    iotHubHostName: input.candidates[0] ?? '',
+    payload: { answer: webhookCalls.length },
+    durationMs: 1,
+  });
   let now = START.getTime();
   const recentAttestations = new RecentMap<string, RecentAttestation>(5000, 10_000, () => now);
   const configuration: Pick<ServiceConfiguration, 'linkedHubs' | 'settings'> = {
@@ -210,6 +218,15 @@ function setupWith(options: {
     budgetMs: options.budgetMs ?? BUDGET_MS,
     hubDeadlineMs: options.hubDeadlineMs ?? HUB_DEADLINE_MS,
     retryAfterSeconds: RETRY_AFTER,
+    allocation: {
+      geo: { latencies: new Map() },
+      webhookTimeoutMs: 1000,
+      callWebhook: (input) => {
+        webhookCalls.push(input);
+        return Promise.resolve(webhookAnswer(input));
+      },
+      log: (message) => logs.push(message),
+    },
     log: (message) => logs.push(message),
   });
   return {
@@ -219,6 +236,10 @@ function setupWith(options: {
     logs,
     configuration,
     recentAttestations,
+    webhookCalls,
+    answerWebhook: (answer: typeof webhookAnswer) => {
+      webhookAnswer = answer;
+    },
     advance: (ms: number) => {
       now += ms;
     },
@@ -315,22 +336,62 @@ describe('RegistrationService.register: a group device', () => {
     expect(bodyOf(result).status).toBe('assigned');
   });
 
-  it("never echoes the device's payload (DPS returns only a custom-allocation webhook's); the plan keeps it", async () => {
-    const { service, devices, hubs } = setup();
+  it("never echoes the device's payload (DPS returns only a custom-allocation webhook's)", async () => {
+    const { service, webhookCalls } = setup();
     const done = await service.register(deviceRequest('device-1', { payload: { model: 'x1' } }));
     expect(bodyOf(done).status).toBe('assigned');
     expect(bodyOf(done).registrationState).not.toHaveProperty('payload');
     expect((await service.statusLookup(deviceRequest('device-1'))).body).not.toHaveProperty('payload');
+    expect(webhookCalls).toHaveLength(0); // not a custom enrollment
+  });
 
-    // While an operation runs, its plan carries the device's payload (for the webhook the next issue adds).
-    const slow = gate();
-    hubs.upsertGates.push(slow.promise);
-    const pending = bodyOf(await service.register(deviceRequest('device-2', { payload: { model: 'x2' } })));
-    expect(pending.status).toBe('assigning');
-    expect(devices.row('device-2')?.value.operation.plan?.devicePayload).toEqual({ model: 'x2' });
-    slow.release();
-    await vi.waitFor(() => expect(devices.row('device-2')?.value.state.status).toBe('assigned'));
-    expect(devices.row('device-2')?.value.state).not.toHaveProperty('payload');
+  it("custom: the webhook sees the device's payload once; a takeover applies the recorded decision", async () => {
+    const custom: EnrollmentGroup = {
+      ...GROUP,
+      allocationPolicy: 'custom',
+      customAllocationDefinition: { webhookUrl: 'https://hook.example/api/a?code=k', apiVersion: '2021-10-01' },
+    };
+    const { service, devices, hubs, webhookCalls, advance } = setup([custom]);
+    const stuck = gate();
+    hubs.upsertGates.push(stuck.promise);
+    const started = bodyOf(await service.register(deviceRequest('device-1', { payload: { modelId: 'dtmi:x;1' } })));
+    expect(started.status).toBe('assigning');
+    expect(webhookCalls).toHaveLength(1);
+    expect(webhookCalls[0]).toMatchObject({ payload: { modelId: 'dtmi:x;1' }, candidates: [HUB_HOST] });
+    expect(devices.row('device-1')?.value.operation.plan).toMatchObject({ webhookPayload: { answer: 1 } });
+
+    advance(HUB_DEADLINE_MS);
+    const resumed = await service.operationStatus(deviceRequest('device-1'), started.operationId);
+    expect(bodyOf(resumed)).toMatchObject({ status: 'assigned', registrationState: { payload: { answer: 1 } } });
+    expect(webhookCalls).toHaveLength(1); // the takeover did not ask again
+    stuck.release();
+  });
+
+  it('custom: a failed webhook fails the registration with its message, or falls back when configured', async () => {
+    const definition = { webhookUrl: 'https://hook.example/api/a', apiVersion: '2021-10-01' };
+    const failing: EnrollmentGroup = { ...GROUP, allocationPolicy: 'custom', customAllocationDefinition: definition };
+    const { service, answerWebhook, hubs } = setup([failing]);
+    answerWebhook(() => ({
+      ok: false,
+      reason: 'status',
+      httpStatus: 500,
+      errorMessage: 'Custom allocation webhook https://hook.example/api/a answered HTTP 500: boom',
+      durationMs: 1,
+    }));
+    const failed = bodyOf(await service.register(deviceRequest('device-1')));
+    expect(failed).toMatchObject({ status: 'failed', registrationState: { errorCode: 400208 } });
+    expect(failed.registrationState.errorMessage).toContain('HTTP 500: boom');
+    expect(hubs.upserts()).toHaveLength(0);
+
+    const withFallback: EnrollmentGroup = {
+      ...failing,
+      customAllocationDefinition: { ...definition, fallbackAllocationPolicy: 'hashed' },
+    };
+    const second = setup([withFallback]);
+    second.answerWebhook(() => ({ ok: false, reason: 'timeout', errorMessage: 'late', durationMs: 1 }));
+    const fallen = bodyOf(await second.service.register(deviceRequest('device-1')));
+    expect(fallen).toMatchObject({ status: 'assigned', registrationState: { assignedHub: HUB_HOST } });
+    expect(fallen.registrationState).not.toHaveProperty('payload');
   });
 
   it('a payload a custom-allocation webhook put in the plan is the one returned', async () => {
