@@ -34,6 +34,8 @@ export interface HubEmulator {
   /** snapshot of the twin as GET /twins/{id} returns it; undefined when absent */
   twin(deviceId: string): unknown;
   deviceCount(): number;
+  /** Fault injection for tests: every request answers this HTTP status (e.g. 503) until set back to undefined. */
+  setFault(status: number | undefined): void;
   close(): Promise<void>;
 }
 
@@ -157,7 +159,9 @@ export async function startHubEmulator(options: HubEmulatorOptions): Promise<Hub
     }
   };
 
+  let fault: number | undefined;
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    if (fault !== undefined) throw new HubFault(fault, 'ServerError', 'Injected fault.');
     if (!authorized(req.headers.authorization)) return send(res, 401, UNAUTHORIZED);
     const url = new URL(req.url ?? '/', 'https://hub');
     const parts = url.pathname.split('/');
@@ -277,6 +281,9 @@ export async function startHubEmulator(options: HubEmulatorOptions): Promise<Hub
       return entry && clone(twinJson(entry));
     },
     deviceCount: () => entries.size,
+    setFault: (status) => {
+      fault = status;
+    },
     close: async () => {
       clearTimeout(timer);
       timer = undefined;
