@@ -80,9 +80,7 @@ export async function applyPlanWithFailover(
   } catch (err) {
     const alternate = plan.alternateHub;
     if (alternate === undefined || signal?.aborted) throw err;
-    log?.(
-      `hub step for ${plan.deviceId} on ${plan.assignedHub} failed (${hubFailureMessage(err)}); trying ${alternate}`,
-    );
+    log?.(`hub step for ${plan.deviceId} on ${plan.assignedHub} failed (${String(err)}); trying ${alternate}`);
     try {
       await applyPlan({ ...plan, assignedHub: alternate }, identity, linkedHubs, pool, signal);
     } catch {
