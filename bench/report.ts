@@ -180,6 +180,29 @@ export function formatText(report: BenchReport): string {
       ),
     );
   }
+
+  const custom = report.scenarios.filter((s) => s.webhook);
+  if (custom.length > 0) {
+    out.push(
+      '',
+      "Custom allocation: the local webhook's calls, the time it held each (p50), and its share of the PUT = (custom PUT",
+      'p50 − group PUT p50) ÷ custom PUT p50, host-side call included',
+    );
+    out.push(
+      table(
+        ['scenario', 'conc', 'regs/s', 'calls', 'held p50 ms', 'PUT p50 ms', 'webhook share'],
+        custom.map((s) => [
+          s.scenario,
+          String(s.concurrency),
+          f(s.perSecond, 0),
+          String(s.webhook?.calls ?? 0),
+          f(s.webhook?.heldMs.p50, 2),
+          f(s.latencyMs.p50),
+          s.webhook?.shareOfPutP50 === undefined ? '-' : `${f(100 * s.webhook.shareOfPutP50, 0)}%`,
+        ]),
+      ),
+    );
+  }
   out.push(
     '',
     'Storage ceiling, same run and concurrency, raw @azure/data-tables: upsert/get of small entities on a table of its own,',

@@ -31,9 +31,11 @@ import { log } from './progress';
 import type { BenchReport } from './report';
 import { eventsRatios, formatText, ratios } from './report';
 import type { LevelContext, ScenarioResult } from './scenarios';
-import { PLANNED, SCENARIOS } from './scenarios';
+import { PLANNED, SCENARIOS, SYMMETRIC_GROUP_SCENARIO } from './scenarios';
 import { deriveKey, seedEnrollments, seedX509Group } from './seed';
 import { measureX509Verification } from './x509Cpu';
+import type { BenchWebhook } from './webhook';
+import { startBenchWebhook } from './webhook';
 import type { CeilingResult } from './tablesCeiling';
 import { TablesCeiling } from './tablesCeiling';
 import { SoftTpm } from './softTpm';
@@ -42,6 +44,7 @@ import { formatTpmChallenges, measureTpmChallenges } from './tpmChallenge';
 const ROOT = resolve(__dirname, '..', '..');
 const GROUP_ID = 'bench-group';
 const X509_GROUP_ID = 'bench-x509-group';
+const CUSTOM_GROUP_ID = 'bench-custom';
 
 /** What every host of the run shares: Azurite, certificates, the scope and keys. */
 interface RunEnvironment {
@@ -54,6 +57,8 @@ interface RunEnvironment {
   work: string;
   /** `--key-vault`: the Key Vault double and the settings that select it. */
   keyVault?: KeyVaultBench;
+  /** The custom-allocation scenario's webhook, in this process. */
+  webhook: BenchWebhook;
 }
 
 async function main(): Promise<number> {
@@ -67,6 +72,7 @@ async function main(): Promise<number> {
   const started = performance.now();
   const startedAt = new Date().toISOString();
   const work = mkdtempSync(join(tmpdir(), 'open-dps-bench-'));
+  let webhook: BenchWebhook | undefined;
   try {
     // First, while the machine is quiet: cold import of the function files vs a bare app.
     let coldImport: ColdImportResult | null = null;
@@ -83,7 +89,9 @@ async function main(): Promise<number> {
     const azurite = await startAzuriteProcess(ROOT);
     log(`Azurite Table (separate process, pid ${azurite.pid}) at ${azurite.url}`);
     const ownerKey = randomBytes(32).toString('base64');
+    webhook = await startBenchWebhook();
     const env: RunEnvironment = {
+      webhook,
       options,
       azurite,
       certs,
@@ -156,6 +164,7 @@ async function main(): Promise<number> {
     if (options.hostCpuProf) log(`host CPU profiles (one per host process) written to ${resolve(options.hostCpuProf)}`);
     return report.failed > 0 ? 1 : 0;
   } finally {
+    await webhook?.close();
     await stopAll();
     rmSync(work, { recursive: true, force: true });
   }
@@ -234,6 +243,7 @@ async function runLevel(
       individualIds: ids('ind'),
       tpm: new Map(tpmDevices.map((d) => [d.registrationId, d.tpm.ek.tpm2b.toString('base64')])),
       concurrency: 16,
+      custom: { groupId: CUSTOM_GROUP_ID, webhookUrl: env.webhook.url },
     });
     const x509 = await seedX509Group(settings, {
       groupId: X509_GROUP_ID,
@@ -242,7 +252,7 @@ async function runLevel(
     });
     await host.invalidateCaches();
     log(
-      `seeded 2 groups (symmetric key, X.509), ${options.devices} symmetric-key and ${options.devices} TPM individual ` +
+      `seeded 3 groups (symmetric key, X.509, custom), ${options.devices} symmetric-key and ${options.devices} TPM individual ` +
         `enrollments and ${x509.length} device certificates in ${((performance.now() - seedStarted) / 1000).toFixed(1)} s`,
     );
 
@@ -261,6 +271,8 @@ async function runLevel(
       x509Forwarded: x509
         .slice(options.devices)
         .map(({ registrationId, der }) => ({ registrationId, forwardedCert: der, authorization: '' })),
+      custom: ids('cst').map((id) => device(host.idScope, id, deriveKey(seeded.customGroupKey ?? '', id))),
+      webhook: env.webhook,
       operations: new Map<string, string>(),
     };
     try {
@@ -284,7 +296,7 @@ async function runLevel(
       beforeScenarios?.();
       const scenarios: ScenarioResult[] = [];
       for (const scenario of SCENARIOS) scenarios.push(await scenario.run(ctx));
-      return { scenarios, ceiling };
+      return { scenarios: withWebhookShare(scenarios), ceiling };
     } finally {
       ctx.client.close();
     }
@@ -307,6 +319,19 @@ async function warmUp(ctx: LevelContext, count: number, warmDevice: (id: string)
     if (d && !(await ctx.client.register(d)).ok) failed++;
   });
   log(`warm-up c=${ctx.concurrency}: ${count} group registrations in ${(ms / 1000).toFixed(1)} s, ${failed} failed`);
+}
+
+/**
+ * The webhook's share of the custom scenario's PUT: what its PUT p50 adds over the group scenario's (both are first
+ * registrations of group devices, the same table round trips), as a fraction of it; 0 when noise makes it negative.
+ */
+function withWebhookShare(scenarios: ScenarioResult[]): ScenarioResult[] {
+  const group = scenarios.find((s) => s.scenario === SYMMETRIC_GROUP_SCENARIO);
+  return scenarios.map((s) => {
+    if (!s.webhook || !group || s.latencyMs.p50 <= 0) return s;
+    const share = Math.max(0, (s.latencyMs.p50 - group.latencyMs.p50) / s.latencyMs.p50);
+    return { ...s, webhook: { ...s.webhook, shareOfPutP50: share } };
+  });
 }
 
 /** The service-API bulk create, on a host and tables of its own. */

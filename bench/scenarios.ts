@@ -7,6 +7,7 @@ import type { Window } from './measure';
 import { measureWindow } from './measure';
 import { runPool } from './pool';
 import { progress } from './progress';
+import type { BenchWebhook } from './webhook';
 import type { LatencySummary } from './stats';
 import { rate, summarize } from './stats';
 
@@ -41,6 +42,12 @@ export interface ScenarioResult {
   cpuPercent: { host: number; hub: number; azurite?: number; driver: number; other?: number };
   /** The first few distinct failure messages. */
   errors: string[];
+  /**
+   * Custom allocation only: the webhook's calls, the time it held each, and its share of the PUT: (this scenario's
+   * PUT p50 − the group scenario's at the same level) ÷ this PUT p50 — what calling the webhook adds, host side
+   * included (run.ts fills it in).
+   */
+  webhook?: { calls: number; heldMs: LatencySummary; shareOfPutP50?: number };
 }
 
 export interface LevelContext {
@@ -58,6 +65,9 @@ export interface LevelContext {
   x509: readonly Device[];
   /** More devices of that group, whose leaf the driver forwards in X-ARR-ClientCert like App Service's front end. */
   x509Forwarded: readonly Device[];
+  /** Devices of the custom-allocation group (its webhook: `webhook`), not registered before this level. */
+  custom: readonly Device[];
+  webhook: BenchWebhook;
   /** Registration ID → the operation ID of its latest registration at this level. */
   operations: Map<string, string>;
 }
@@ -73,6 +83,7 @@ export interface Scenario {
 export const X509_SCENARIO = 'X.509 group, TLS at dev host';
 export const X509_FORWARDED_SCENARIO = 'X.509 group, behind front end';
 export const SYMMETRIC_GROUP_SCENARIO = 'symmetric-key group';
+export const CUSTOM_SCENARIO = 'custom allocation (local webhook)';
 
 export const SCENARIOS: readonly Scenario[] = [
   {
@@ -110,6 +121,16 @@ export const SCENARIOS: readonly Scenario[] = [
     name: X509_FORWARDED_SCENARIO,
     unit: 'registration',
     run: (ctx) => registrations(X509_FORWARDED_SCENARIO, ctx.x509Forwarded, ctx),
+  },
+  {
+    // A symmetric-key group with allocationPolicy custom: every registration calls the local webhook once.
+    name: CUSTOM_SCENARIO,
+    unit: 'registration',
+    run: async (ctx) => {
+      ctx.webhook.take();
+      const result = await registrations(CUSTOM_SCENARIO, ctx.custom, ctx);
+      return { ...result, webhook: ctx.webhook.take() };
+    },
   },
 ];
 

@@ -16,10 +16,14 @@ export interface SeedPlan {
   /** TPM individual enrollments: registration ID → endorsement key (base64 TPM2B_PUBLIC). */
   tpm?: ReadonlyMap<string, string>;
   concurrency: number;
+  /** A symmetric-key group with allocationPolicy custom calling this webhook. */
+  custom?: { groupId: string; webhookUrl: string };
 }
 
 export interface Seeded {
   groupKey: string;
+  /** The custom group's key, when `plan.custom` was given. */
+  customGroupKey?: string;
   /** Primary key by registration ID. */
   individualKeys: Map<string, string>;
 }
@@ -36,6 +40,17 @@ export async function seedEnrollments(settings: Record<string, string>, plan: Se
     attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: groupKey, secondaryKey: newKey() } },
   });
 
+  let customGroupKey: string | undefined;
+  if (plan.custom) {
+    customGroupKey = newKey();
+    await groups.save({
+      enrollmentGroupId: plan.custom.groupId,
+      allocationPolicy: 'custom',
+      customAllocationDefinition: { webhookUrl: plan.custom.webhookUrl, apiVersion: '2021-10-01' },
+      attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: customGroupKey, secondaryKey: newKey() } },
+    });
+  }
+
   const individualKeys = new Map<string, string>();
   await runPool(plan.individualIds.length, plan.concurrency, async (i) => {
     const registrationId = plan.individualIds[i] ?? '';
@@ -51,7 +66,7 @@ export async function seedEnrollments(settings: Record<string, string>, plan: Se
     const [registrationId = '', endorsementKey = ''] = tpm[i] ?? [];
     await enrollments.save({ registrationId, attestation: { type: 'tpm', tpm: { endorsementKey } } });
   });
-  return { groupKey, individualKeys };
+  return { groupKey, individualKeys, ...(customGroupKey ? { customGroupKey } : {}) };
 }
 
 /** Group device key = base64(HMAC-SHA256(base64decode(groupKey), registrationId)), as test/support/device.ts. */

@@ -53,6 +53,7 @@ describe('npm run bench, smoke size', () => {
           'TPM individual',
           'X.509 group, TLS at dev host',
           'X.509 group, behind front end',
+          'custom allocation (local webhook)',
         ].map((name) => `${name}@${c}`),
       ),
     );
@@ -68,6 +69,11 @@ describe('npm run bench, smoke size', () => {
       if (s.unit === 'registration') expect(path).toBeLessThan(writes + 0.5);
       if (s.unit === 'poll') expect(path).toBe(1);
       expect(s.hostRssPeakMb).toBeGreaterThan(0);
+    }
+    for (const s of report.scenarios.filter((x) => x.scenario.startsWith('custom'))) {
+      expect(s.webhook?.calls).toBe(12); // one webhook call per registration
+      expect(s.webhook?.shareOfPutP50).toBeGreaterThanOrEqual(0);
+      expect(s.webhook?.shareOfPutP50).toBeLessThan(1);
     }
     expect(report.ceiling.map((c) => c.concurrency)).toEqual([1, 3]);
     for (const c of report.ceiling) {
