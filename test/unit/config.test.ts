@@ -35,6 +35,18 @@ describe('loadConfig', () => {
     expect('hubCaFile' in cfg).toBe(false);
   });
 
+  it('reads the allocation settings: webhook timeout, hub health', () => {
+    expect(loadConfig(base())).toMatchObject({ webhookTimeoutMs: 3000, hubFailureThreshold: 2, hubCoolDownMs: 30_000 });
+    const cfg = loadConfig({
+      ...base(),
+      DPS_WEBHOOK_TIMEOUT_MS: '800',
+      DPS_HUB_FAILURE_THRESHOLD: '0', // at least one failure
+      DPS_HUB_COOLDOWN_MS: '500',
+    });
+    expect(cfg).toMatchObject({ webhookTimeoutMs: 800, hubFailureThreshold: 1, hubCoolDownMs: 500 });
+    expect(configError({ ...base(), DPS_HUB_COOLDOWN_MS: 'soon' }).message).toContain('DPS_HUB_COOLDOWN_MS');
+  });
+
   it('reads the optional settings when set', () => {
     const cfg = loadConfig({
       ...base(),

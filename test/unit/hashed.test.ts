@@ -46,6 +46,17 @@ describe('allocateHashed', () => {
     expect(allocateHashed('Sym-Device-1', hubs)?.hostName).toBe(allocateHashed('sym-device-1', hubs)?.hostName);
   });
 
+  it('weights 1/2/7 over 10,000 IDs land within 3 points of 10/20/70 %', () => {
+    const s = shares([hub('w1.net', 1), hub('w2.net', 2), hub('w7.net', 7)], 10_000);
+    for (const [name, expected] of [
+      ['w1.net', 0.1],
+      ['w2.net', 0.2],
+      ['w7.net', 0.7],
+    ] as const) {
+      expect(Math.abs((s.get(name) ?? 0) - expected)).toBeLessThan(0.03);
+    }
+  });
+
   it('weights 1:3 over 20,000 IDs land within 2 points of 25/75', () => {
     const s = shares([hub('light.azure-devices.net', 1), hub('heavy.azure-devices.net', 3)], 20_000);
     expect(s.get('light.azure-devices.net') ?? 0).toBeGreaterThan(0.23);

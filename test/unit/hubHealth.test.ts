@@ -1,6 +1,9 @@
 import { describe, expect, it } from 'vitest';
 
-import { HubHealth } from '../../shared/hubs/health';
+import type { LinkedHub } from '../../shared/domain/linkedHub';
+import { HubHealth, trackHealth } from '../../shared/hubs/health';
+import { HubError, HubTimeout } from '../../shared/hubs/registryClient';
+import type { HubClientPool } from '../../shared/registration/assign';
 
 const hubs = [{ hostName: 'a.azure-devices.net' }, { hostName: 'b.azure-devices.net' }, { hostName: 'c.net' }];
 
@@ -63,5 +66,56 @@ describe('HubHealth', () => {
       unhealthyUntil: '2024-01-01T00:00:30.000Z',
       lastFailure: { kind: 'timeout', at: '2024-01-01T00:00:00.000Z', message: 'x'.repeat(200) },
     });
+  });
+});
+
+describe('trackHealth', () => {
+  const linked: LinkedHub = {
+    hostName: 'a.azure-devices.net',
+    connectionString: 'HostName=a.azure-devices.net;SharedAccessKeyName=o;SharedAccessKey=AAAA',
+    allocationWeight: 1,
+    applyAllocationPolicy: true,
+  };
+  const failing = (err: unknown): HubClientPool => ({
+    for: () => ({
+      upsertDevice: () => Promise.reject(err),
+      applyTwin: () => Promise.resolve(),
+      getTwin: () => Promise.resolve(undefined),
+      deleteDevice: () => Promise.resolve(true),
+    }),
+  });
+
+  it.each([
+    ['401', new HubError(linked.hostName, 401, 'Unauthorized'), 'error'],
+    ['403', new HubError(linked.hostName, 403, 'Forbidden'), 'error'],
+    ['429', new HubError(linked.hostName, 429, 'Throttled'), 'error'],
+    ['503', new HubError(linked.hostName, 503, 'Unavailable'), 'error'],
+    ['a connection error', new Error('ECONNREFUSED'), 'error'],
+    ['a timeout', new HubTimeout(linked.hostName, 'did not answer within 10 ms'), 'timeout'],
+  ])('%s counts against the hub', async (_name, err, kind) => {
+    const { health } = tracker({ failureThreshold: 1 });
+    const client = trackHealth(failing(err), health).for(linked);
+    await expect(
+      client.upsertDevice({ deviceId: 'd', authentication: { type: 'certificateAuthority' }, iotEdge: false }),
+    ).rejects.toBe(err);
+    expect(health.isHealthy(linked.hostName)).toBe(false);
+    expect(health.snapshot([linked.hostName])[0]?.lastFailure?.kind).toBe(kind);
+  });
+
+  it('a hub that answers (even 404 or 409) is healthy, and a success clears earlier failures', async () => {
+    const { health } = tracker({ failureThreshold: 2 });
+    health.recordFailure(linked.hostName, 'error');
+    const conflict = new HubError(linked.hostName, 409, 'DeviceAlreadyExists');
+    const client = trackHealth(failing(conflict), health).for(linked);
+    await expect(
+      client.upsertDevice({ deviceId: 'd', authentication: { type: 'certificateAuthority' }, iotEdge: false }),
+    ).rejects.toBe(conflict);
+    expect(health.snapshot([linked.hostName])[0]).toEqual({
+      hostName: linked.hostName,
+      healthy: true,
+      consecutiveFailures: 0,
+    });
+    await client.applyTwin('d', {});
+    expect(health.isHealthy(linked.hostName)).toBe(true);
   });
 });
