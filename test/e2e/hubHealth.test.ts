@@ -76,8 +76,12 @@ describe('health-aware allocation with three hubs', () => {
     expect(health).toMatchObject({ healthy: false, lastFailure: { kind: 'error' } });
     expect(health?.consecutiveFailures).toBeGreaterThanOrEqual(2);
     expect(Date.parse(health?.unhealthyUntil ?? '')).toBeGreaterThan(Date.now());
-    const listed = JSON.stringify((await call('GET', '/linkedHubs')).json);
-    expect(listed).not.toContain('SharedAccessKey');
+    const listed = (await call('GET', '/linkedHubs')).json as HubView[];
+    expect(JSON.stringify(listed)).not.toContain('SharedAccessKey');
+    // health is read-only: writing back what GET showed is accepted and changes nothing.
+    const shown = listed.find((h) => h.hostName === sick().hostName);
+    const put = await call('PUT', `/linkedHubs/${encodeURIComponent(sick().hostName)}`, shown);
+    expect(put.status).toBe(200);
   });
 
   it('after the cool-down the recovered hub takes devices again, and re-registering devices come back', async () => {
