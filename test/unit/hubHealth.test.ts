@@ -76,7 +76,7 @@ describe('trackHealth', () => {
     allocationWeight: 1,
     applyAllocationPolicy: true,
   };
-  const failing = (err: unknown): HubClientPool => ({
+  const failing = (err: Error): HubClientPool => ({
     for: () => ({
       upsertDevice: () => Promise.reject(err),
       applyTwin: () => Promise.resolve(),
