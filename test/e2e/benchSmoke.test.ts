@@ -66,7 +66,12 @@ describe('npm run bench, smoke size', () => {
       // TPM: the challenge PUT (partition query, challenge write), then the signed PUT (+ a challenge point read).
       const writes = s.scenario.startsWith('re-registration') ? 2 : s.scenario.startsWith('TPM') ? 6 : 3;
       if (s.unit === 'registration') expect(path).toBeGreaterThanOrEqual(writes);
-      if (s.unit === 'registration') expect(path).toBeLessThan(writes + 0.5);
+      // Each of the three per-instance caches (groups, configuration, CA certificates; 5 s TTL) refreshes at most once
+      // per TTL window: on a loaded machine a slow scenario sees a few such reads.
+      const refreshes = (3 * (Math.floor(s.wallMs / 5000) + 1)) / s.operations;
+      if (s.unit === 'registration') {
+        expect(path, s.scenario).toBeLessThanOrEqual(writes + Math.max(0.45, refreshes));
+      }
       if (s.unit === 'poll') expect(path).toBe(1);
       expect(s.hostRssPeakMb).toBeGreaterThan(0);
     }
