@@ -66,11 +66,12 @@ describe('npm run bench, smoke size', () => {
       // TPM: the challenge PUT (partition query, challenge write), then the signed PUT (+ a challenge point read).
       const writes = s.scenario.startsWith('re-registration') ? 2 : s.scenario.startsWith('TPM') ? 6 : 3;
       if (s.unit === 'registration') expect(path).toBeGreaterThanOrEqual(writes);
-      // Each of the three per-instance caches (groups, configuration, CA certificates; 5 s TTL) refreshes at most once
-      // per TTL window: on a loaded machine a slow scenario sees a few such reads.
-      const refreshes = (3 * (Math.floor(s.wallMs / 5000) + 1)) / s.operations;
+      // Background reads a scenario's window may catch: each of the three per-instance caches (groups, configuration,
+      // CA certificates) refreshes at most once per 5 s TTL, and the events sweep (every 10 s on the dev host) queries
+      // the outbox's 8 pending-index shards. On a loaded machine a 12-device scenario sees one now and then.
+      const background = 3 * (Math.floor(s.wallMs / 5000) + 1) + 8 * (Math.floor(s.wallMs / 10_000) + 1);
       if (s.unit === 'registration') {
-        expect(path, s.scenario).toBeLessThanOrEqual(writes + Math.max(0.45, refreshes));
+        expect(path, s.scenario).toBeLessThanOrEqual(writes + background / s.operations);
       }
       if (s.unit === 'poll') expect(path).toBe(1);
       expect(s.hostRssPeakMb).toBeGreaterThan(0);
