@@ -282,7 +282,7 @@ async function runLevel(
         for (const scenario of SCENARIOS.filter((s) => s.unit === 'registration')) {
           scenarios.push({ ...(await scenario.run(ctx)), events: false });
         }
-        return { scenarios };
+        return { scenarios: withWebhookShare(scenarios) };
       }
       const ceiling = await tables.measure(concurrency, options.devices, settings, ids('ind'), options.ceilingRuns);
       const runs = (op: CeilingResult['upsert']) =>
