@@ -271,10 +271,25 @@ describe('X.509 attestation', () => {
 
     it('an individual enrollment that does not hold the leaf, or attests otherwise (it is authoritative)', async () => {
       const other = await makeCert({ cn: 'ss-dev-1' });
-      expect(refusal(verifier, request(selfSigned, { individual: individual('ss-dev-1', other) }))).toBe(
+      const detail = (req: X509Request) => {
+        try {
+          verifier.verify(req);
+        } catch (err) {
+          return (err as DpsError).detail;
+        }
+        return undefined;
+      };
+      // The device hears what an ID without an enrollment would hear (no enumeration); the event keeps the reason.
+      const held = request(selfSigned, { individual: individual('ss-dev-1', other) });
+      expect(refusal(verifier, held)).toBe(refusal(verifier, request(selfSigned)));
+      expect(detail(held)).toBe(
         "The client certificate CN=ss-dev-1 is not one of the individual enrollment 'ss-dev-1''s client certificates.",
       );
       const sym: IndividualEnrollment = { registrationId: 'group-dev-1', attestation: { type: 'symmetricKey' } };
+      const unanchored = request(chain.leaf, { individual: sym });
+      expect(refusal(verifier, unanchored)).toBe(refusal(verifier, request(chain.leaf)));
+      expect(detail(unanchored)).toMatch(/uses symmetricKey attestation, not X\.509/);
+      // A device that holds a valid group certificate is told that its individual enrollment blocks it.
       expect(
         refusal(verifier, request(chain.leaf, { individual: sym, groups: [signingGroup('g', chain.intermediate)] })),
       ).toMatch(/uses symmetricKey attestation, not X\.509/);

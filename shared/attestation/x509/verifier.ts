@@ -3,6 +3,7 @@
 // signing certificate or verified CA anchors the chain built from the leaf. Every refusal is 401/401002 naming the check.
 import type { EnrollmentGroup, IndividualEnrollment } from '../../domain/enrollment';
 import { isEnabled } from '../../domain/enrollment';
+import type { DpsError } from '../../errors';
 import { unauthorized } from '../../errors';
 import type { X509CertificateInfo } from '../../domain/registrationState';
 import type { ParsedCertificate } from './certificate';
@@ -69,6 +70,11 @@ interface Trust {
  * Holds the per-instance caches: parsed certificates, signature results, and the trust built from the current group
  * list and CA certificates (rebuilt only when those lists change, i.e. when the caches behind them reload).
  */
+const NOT_ANCHORED_BY_GROUP = 'The certificate chain is not anchored by an enrollment group.';
+
+/** The leaf is not the individual enrollment's: refused as if the ID had none (see `asIfUnenrolled`). */
+class NotThisEnrollment extends CertificateError {}
+
 export class X509Verifier {
   /** Certificates the service holds (CA, group signing): few, and used by every device. */
   private readonly certificates = new CertificateCache();
@@ -114,17 +120,17 @@ export class X509Verifier {
     checkLeaf(leaf, now);
     const trust = this.trustFor(groups, caCertificates);
 
-    if (individual) return this.matchIndividual(leaf, individual, trust, now);
-    const { chain, anchor } = buildChain(
-      leaf,
-      trust.pool,
-      (c) => groupAnchor(trust, c),
-      now,
-      this.signatures,
-      this.limits,
-    );
+    if (individual) {
+      try {
+        return this.matchIndividual(leaf, individual, trust, now);
+      } catch (err) {
+        if (!(err instanceof NotThisEnrollment)) throw err;
+        throw this.asIfUnenrolled(leaf, trust, now, err.message);
+      }
+    }
+    const { chain, anchor } = this.groupChain(leaf, trust, now);
     const group = anchor.group;
-    if (!group) throw new CertificateError('The certificate chain is not anchored by an enrollment group.');
+    if (!group) throw new CertificateError(NOT_ANCHORED_BY_GROUP);
     return {
       kind: 'group',
       enrollment: group,
@@ -133,6 +139,26 @@ export class X509Verifier {
       certificateInfo: certificateInfo(leaf),
       hubAuthentication: { type: 'certificateAuthority' },
     };
+  }
+
+  private groupChain(leaf: ParsedCertificate, trust: Trust, now: Date) {
+    return buildChain(leaf, trust.pool, (c) => groupAnchor(trust, c), now, this.signatures, this.limits);
+  }
+
+  /**
+   * A certificate that is not the individual enrollment's gets the answer an ID without one would get (the group
+   * path's refusal), so presenting a self-signed certificate with some CN does not tell whether that ID is enrolled.
+   * The real reason stays in the refusal's detail, for the operator's event. Only a device whose certificate a group
+   * would accept (it holds a valid group certificate) is told that its individual enrollment blocks it.
+   */
+  private asIfUnenrolled(leaf: ParsedCertificate, trust: Trust, now: Date, reason: string): DpsError {
+    try {
+      if (!this.groupChain(leaf, trust, now).anchor.group) return unauthorized(NOT_ANCHORED_BY_GROUP, reason);
+    } catch (err) {
+      if (err instanceof CertificateError) return unauthorized(err.message, reason);
+      throw err;
+    }
+    return unauthorized(reason, reason);
   }
 
   /**
@@ -147,7 +173,7 @@ export class X509Verifier {
   ): X509Match {
     const name = `the individual enrollment '${enrollment.registrationId}'`;
     if (enrollment.attestation.type !== 'x509') {
-      throw new CertificateError(
+      throw new NotThisEnrollment(
         `The device has ${name}, which uses ${enrollment.attestation.type} attestation, not X.509.`,
       );
     }
@@ -178,7 +204,7 @@ export class X509Verifier {
     }
     const refs = caReferenceNames(x509);
     if (refs.length === 0) {
-      throw new CertificateError(
+      throw new NotThisEnrollment(
         `The client certificate ${describe(leaf)} is not one of ${name}'s client certificates.`,
       );
     }
