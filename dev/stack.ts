@@ -142,7 +142,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     setAzureClientOverrides(options.azure ?? {});
     resetServices();
     const svc = await services();
-    stoppers.push(() => svc.events.outbox.drain());
+    stoppers.push(() => svc.events.outbox.close());
     // The dev host serves HTTP only: the timer function's sweep runs here on an interval.
     const sweep = setInterval(() => {
       svc.events.outbox.sweep().catch((err: unknown) => console.warn(`[events] sweep failed: ${String(err)}`));
