@@ -12,6 +12,7 @@ import { dirname } from 'node:path';
 import { BASE64, safeDecode } from '../shared/encoding';
 import { assertNotExpired, parseSas, verifySignature } from '../shared/http/sas';
 import { verifyDevToken } from './devCredential';
+import { sendJson as send } from './jsonReply';
 
 export interface HubEmulatorOptions {
   tls: { cert: string; key: string };
@@ -449,15 +450,6 @@ function readJson(req: IncomingMessage): Promise<unknown> {
     });
     req.on('error', reject);
   });
-}
-
-function send(res: ServerResponse, status: number, body: unknown): void {
-  const payload = JSON.stringify(body);
-  res.writeHead(status, {
-    'Content-Type': 'application/json; charset=utf-8',
-    'Content-Length': Buffer.byteLength(payload),
-  });
-  res.end(payload);
 }
 
 const clone = <T>(value: T): T => (value === undefined ? value : structuredClone(value));

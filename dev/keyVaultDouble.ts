@@ -15,6 +15,7 @@ import { createServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 
 import { verifyDevToken } from './devCredential';
+import { sendJson as send } from './jsonReply';
 
 export interface KeyVaultDoubleOptions {
   tls: { cert: string; key: string };
@@ -170,13 +171,4 @@ function readBody(req: IncomingMessage): Promise<string> {
     req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
     req.on('error', reject);
   });
-}
-
-function send(res: ServerResponse, status: number, body: unknown): void {
-  const payload = JSON.stringify(body);
-  res.writeHead(status, {
-    'Content-Type': 'application/json; charset=utf-8',
-    'Content-Length': Buffer.byteLength(payload),
-  });
-  res.end(payload);
 }

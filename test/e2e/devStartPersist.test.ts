@@ -4,16 +4,16 @@
 import type { ChildProcess } from 'node:child_process';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { Registry } from 'azure-iothub';
-import { build } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 
 import { deriveKey, registerDevice } from '../support/device';
+import { transpileDevStack } from '../support/transpile';
 
 const root = join(__dirname, '..', '..');
 
@@ -23,24 +23,6 @@ interface Banner {
   serviceConnectionString: string;
   hubs: { hostName: string; location: string; connectionString: string }[];
   deviceKey: string;
-}
-
-/** Transpiles the sources the dev stack needs (not bundled) into `out`, so the child runs exactly this code. */
-async function transpile(out: string): Promise<void> {
-  const sources = (dir: string): string[] =>
-    readdirSync(join(root, dir), { withFileTypes: true, recursive: true })
-      .filter((e) => e.isFile() && e.name.endsWith('.ts') && !e.name.endsWith('.d.ts'))
-      .map((e) => join(e.parentPath, e.name));
-  await build({
-    entryPoints: [...sources('dev'), ...sources('shared'), ...sources('functions')],
-    outdir: out,
-    outbase: root,
-    platform: 'node',
-    format: 'cjs',
-    target: 'node20',
-    logLevel: 'error',
-  });
-  copyFileSync(join(root, 'dev', 'hostPortShim.cjs'), join(out, 'dev', 'hostPortShim.cjs'));
 }
 
 /** Two consecutive free ports (the hubs listen on --hub-port and the next one). */
@@ -107,7 +89,7 @@ describe('npm start -- --persist --hubs 2', () => {
   const children: ChildProcess[] = [];
 
   beforeAll(async () => {
-    await transpile(join(dir, 'build'));
+    await transpileDevStack(join(dir, 'build'));
     // The suite's dev CA, which this worker trusts; start.ts keeps certificates it finds in .dev/certs.
     const certs = inject('certs');
     mkdirSync(join(work, '.dev', 'certs'), { recursive: true });

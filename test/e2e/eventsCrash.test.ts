@@ -6,11 +6,10 @@
 import type { ChildProcess } from 'node:child_process';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { copyFileSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { build } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 
 import type { HubEmulator } from '../../dev/hubEmulator';
@@ -19,32 +18,11 @@ import type { Stack, StackOptions } from '../../dev/stack';
 import { newIdScope } from '../../dev/stack';
 import type { CloudEvent } from '../../shared/events/catalogue';
 import { deriveKey, registerDevice } from '../support/device';
+import { transpileDevStack } from '../support/transpile';
 import { serviceCaller } from '../support/service';
 
 const root = join(__dirname, '..', '..');
 const DEVICES = 16;
-
-async function transpile(out: string): Promise<void> {
-  const sources = (dir: string): string[] =>
-    readdirSync(join(root, dir), { withFileTypes: true, recursive: true })
-      .filter((e) => e.isFile() && e.name.endsWith('.ts') && !e.name.endsWith('.d.ts'))
-      .map((e) => join(e.parentPath, e.name));
-  await build({
-    entryPoints: [
-      ...sources('dev'),
-      ...sources('shared'),
-      ...sources('functions'),
-      join(root, 'test', 'support', 'crashHost.ts'),
-    ],
-    outdir: out,
-    outbase: root,
-    platform: 'node',
-    format: 'cjs',
-    target: 'node20',
-    logLevel: 'error',
-  });
-  copyFileSync(join(root, 'dev', 'hostPortShim.cjs'), join(out, 'dev', 'hostPortShim.cjs'));
-}
 
 interface Host {
   child: ChildProcess;
@@ -92,7 +70,7 @@ describe('events survive a host killed between commit and send', () => {
   const children: ChildProcess[] = [];
 
   beforeAll(async () => {
-    await transpile(join(dir, 'build'));
+    await transpileDevStack(join(dir, 'build'), ['test/support/crashHost.ts']);
     const certs = inject('certs');
     hub = await startHubEmulator({
       tls: { cert: readFileSync(certs.serverCert, 'utf8'), key: readFileSync(certs.serverKey, 'utf8') },
