@@ -1,9 +1,10 @@
 // Issue 7, bad input that gave 5xx or was accepted and failed later, and the hardening settings, against the dev
 // stack: JSON nesting, initial twins deeper than IoT Hub allows, hub host names, query caps, key strength, SAS lifetime.
+
 import { randomBytes } from 'node:crypto';
 
 import { ProvisioningServiceClient } from 'azure-iot-provisioning-service';
-import type { AttestationMechanism, IndividualEnrollment } from 'azure-iot-provisioning-service/dist/interfaces';
+import type { IndividualEnrollment } from 'azure-iot-provisioning-service/dist/interfaces';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import type { Stack } from '../../dev/stack';
@@ -12,12 +13,8 @@ import { createSas } from '../../shared/http/sas';
 import { registerDevice } from '../support/device';
 import { expectDpsError, rawRequest } from '../support/rawHttps';
 import type { ServiceCall } from '../support/service';
-import { serviceCaller } from '../support/service';
+import { newKey, serviceCaller, symmetric } from '../support/service';
 import { startTestStack } from '../support/stack';
-
-const newKey = () => randomBytes(64).toString('base64');
-const symmetric = (primaryKey: string) =>
-  ({ type: 'symmetricKey', symmetricKey: { primaryKey, secondaryKey: newKey() } }) as unknown as AttestationMechanism;
 
 /** `{level1: {level2: … {property: 'value'}}}`: `levels` nested objects. Built as text: no recursion anywhere. */
 const nestedText = (levels: number): string =>
@@ -45,7 +42,7 @@ describe('input limits and hardening settings (dev stack)', () => {
       const key = newKey();
       await dps.createOrUpdateIndividualEnrollment({
         registrationId: 'deep-payload',
-        attestation: symmetric(key),
+        attestation: symmetric(key, newKey()),
       } as IndividualEnrollment);
       const before = hubDevices();
       await expect(
@@ -117,7 +114,7 @@ describe('input limits and hardening settings (dev stack)', () => {
       const initialTwin = { tags: nested(10), properties: { desired: nested(10) } };
       await dps.createOrUpdateIndividualEnrollment({
         registrationId: 'twin-10',
-        attestation: symmetric(key),
+        attestation: symmetric(key, newKey()),
         initialTwin,
       } as unknown as IndividualEnrollment);
       const result = await registerDevice(stack.deviceEndpoint, stack.idScope, 'twin-10', key);
@@ -206,7 +203,7 @@ describe('input limits and hardening settings (dev stack)', () => {
       const key = newKey();
       await dps.createOrUpdateIndividualEnrollment({
         registrationId: 'long-token',
-        attestation: symmetric(key),
+        attestation: symmetric(key, newKey()),
       } as IndividualEnrollment);
       const device = createSas(`${stack.idScope}/registrations/long-token`, key, tooLate, 'registration');
       const before = hubDevices();

@@ -1,10 +1,8 @@
 // Issue 7, wire compatibility and races on the service API, with the official SDKs against the dev stack: static
 // allocation without iotHubs, X.509 enrollments written back as they were read, and key rotation racing keyless PUTs.
-import { randomBytes } from 'node:crypto';
 
 import { ProvisioningServiceClient } from 'azure-iot-provisioning-service';
 import type {
-  AttestationMechanism,
   BulkEnrollmentOperation,
   BulkEnrollmentOperationResult,
   EnrollmentGroup,
@@ -16,15 +14,8 @@ import { createCa } from '../../dev/certs';
 import type { Stack } from '../../dev/stack';
 import { deriveKey, registerDevice } from '../support/device';
 import type { ServiceCall } from '../support/service';
-import { serviceCaller } from '../support/service';
+import { newKey, serviceCaller, symmetric } from '../support/service';
 import { startTestStack } from '../support/stack';
-
-const newKey = () => randomBytes(64).toString('base64');
-const symmetric = (primaryKey?: string, secondaryKey?: string) =>
-  ({
-    type: 'symmetricKey',
-    symmetricKey: { ...(primaryKey ? { primaryKey } : {}), ...(secondaryKey ? { secondaryKey } : {}) },
-  }) as unknown as AttestationMechanism;
 
 describe('service API round trips and races (official SDKs)', () => {
   let stack: Stack;

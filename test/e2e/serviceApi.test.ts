@@ -1,10 +1,8 @@
 // The official DPS service SDK (azure-iot-provisioning-service) against the service API, and the full loop with the
 // official device SDK: enroll → register → read the registration state → delete it → register afresh.
-import { randomBytes } from 'node:crypto';
 
 import { ProvisioningServiceClient } from 'azure-iot-provisioning-service';
 import type {
-  AttestationMechanism,
   BulkEnrollmentOperation,
   BulkEnrollmentOperationResult,
   EnrollmentGroup,
@@ -14,15 +12,9 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 
 import type { Stack } from '../../dev/stack';
 import { deriveKey, registerDevice } from '../support/device';
+import { newKey, symmetric } from '../support/service';
 import { startTestStack } from '../support/stack';
 
-const newKey = () => randomBytes(64).toString('base64');
-// The SDK's types demand both keys; the service generates the missing ones, which is what these tests exercise.
-const symmetric = (primaryKey?: string, secondaryKey?: string) =>
-  ({
-    type: 'symmetricKey',
-    symmetricKey: { ...(primaryKey ? { primaryKey } : {}), ...(secondaryKey ? { secondaryKey } : {}) },
-  }) as unknown as AttestationMechanism;
 const headers = (page: { httpResponse: unknown }) => (page.httpResponse as { headers: Record<string, string> }).headers;
 
 describe('service API with the official service SDK', () => {

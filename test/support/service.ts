@@ -1,4 +1,8 @@
 // Raw service-API calls signed with the stack's root policy, for what the official service SDK cannot send.
+import { randomBytes } from 'node:crypto';
+
+import type { AttestationMechanism } from 'azure-iot-provisioning-service/dist/interfaces';
+
 import type { Stack } from '../../dev/stack';
 import { createSas } from '../../shared/http/sas';
 import type { RawResponse } from './rawHttps';
@@ -26,3 +30,16 @@ export function serviceCaller(stack: () => Stack): ServiceCall {
     );
   };
 }
+
+/** A fresh symmetric key as DPS generates them (64 random bytes, base64). */
+export const newKey = (): string => randomBytes(64).toString('base64');
+
+/**
+ * A symmetric-key attestation for the official service SDK. Its types demand both keys; the service generates the
+ * missing ones, which is what some tests exercise.
+ */
+export const symmetric = (primaryKey?: string, secondaryKey?: string): AttestationMechanism =>
+  ({
+    type: 'symmetricKey',
+    symmetricKey: { ...(primaryKey ? { primaryKey } : {}), ...(secondaryKey ? { secondaryKey } : {}) },
+  }) as unknown as AttestationMechanism;
