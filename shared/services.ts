@@ -81,7 +81,7 @@ export function createServices(cfg: Config): { ready: Promise<void>; services: S
   const origin: EventOrigin = { source: eventSource(cfg.events.sourceHost), clock: () => new Date() };
   const outbox = new Outbox({
     table: tables.outbox,
-    devices: tables.devices,
+    recentEvents: (partition) => devices.recentEvents(partition),
     sink: cfg.events.eventHubs
       ? new EventHubsSink(cfg.events.eventHubs, {}, credential)
       : new LocalSink({

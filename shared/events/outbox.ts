@@ -1,58 +1,70 @@
 // The transactional outbox: no committed change without its event.
 //
-// 1. Before a change can commit, a *marker* goes to a small sharded index (`pending-0…7` partitions of the outbox
-//    table). A registration's marker says "device partition P may hold unsent events from time T on"; it is written
-//    when the register PUT starts, in parallel with the device-partition read, so it costs no sequential round trip.
-//    Markers of concurrent requests are group-committed: one batch write covers every request waiting at that moment.
-// 2. The change commits with its events: registration events as `event|<id>` rows in the device's partition, in the
-//    same Table transaction as the registration row (still one round trip). They stay there as the device's recent
-//    event history and are the proof that the change committed.
-// 3. After the commit the events are queued in memory and sent in the background (off the device's latency path);
-//    once Event Hubs accepted every event committed under a marker and its operation ended, the marker is deleted.
+// 1. Before a change can commit, a *marker* goes to a small pending index (`pending-0…7` partitions of the outbox
+//    table). A marker lists device partitions that may hold unsent registration events from its time on, and carries
+//    the events of management changes about to be made. Markers are group-committed: the requests that open while one
+//    marker write is in flight share the next one — one entity, a plain insert; a register PUT's is written in
+//    parallel with its partition read, so it costs no sequential round trip.
+// 2. The change commits with its events: a registration's events ride in its registration row (the `events` column,
+//    storage/devices.ts), so the state and its events are one entity written in one request. They stay there as the
+//    device's recent event history.
+// 3. After the commit the events are queued in memory and sent in the background (off the device's latency path).
+//    Once every request of a marker ended and Event Hubs accepted everything committed under it, the marker is
+//    deleted; deletes wait a moment and go as one transaction per index partition (markers of one second share one).
 // 4. The sweep (timer function; the dev stack on an interval) reads only the index: markers older than
-//    `sweepAfterMs` belong to an instance that crashed, was throttled or overflowed. A registration marker's partition
-//    is read from T on (event IDs begin with their time) and what is there is sent; a management marker carries its
-//    events and is confirmed by reading the changed object. A marker is dropped only once it is older than
+//    `sweepAfterMs` belong to an instance that crashed, was throttled or overflowed. For each listed device it reads
+//    the registration row and sends its events from the marker's time on; a management change's events are confirmed
+//    by reading the changed object. A marker is dropped only once it is older than
 //    `settleAfterMs` (beyond the longest a change can still be landing); until then the sweep keeps it, with a cursor
-//    so the same events are not re-sent. It never reads rows that have nothing pending.
-import type { TableClient, TransactionAction } from '@azure/data-tables';
+//    per device so the same events are not re-sent. It never reads rows that have nothing pending.
+import type { TableClient } from '@azure/data-tables';
 import { odata } from '@azure/data-tables';
 
 import type { CloudEvent, EventOrigin } from './catalogue';
 import { newEventId } from './catalogue';
 import { crashPoint } from './crashPoint';
 import type { EventSink } from './sinks';
+import { joinColumn, splitColumn } from '../storage/columns';
 import { isStatus } from '../storage/tables';
 
 export const SHARDS = 8;
-/** Marker rows per batch write: the Table transaction limit. */
-const BATCH = 100;
+/** Requests per marker. */
+const MARKER_PARTS = 100;
+/** Marker deletes per transaction (the Table limit), and how long a settled marker waits for others to join it. */
+const DELETE_BATCH = 100;
+const DELETE_AFTER_MS = 1000;
 /** Events handed to the sink per send. */
 const SEND_CHUNK = 500;
-export const EVENT_ROW_PREFIX = 'event|';
-/** The sweep reads a registration marker's partition from a little before the marker (clock adjustments). */
+/** The sweep reads a registration marker's devices from a little before the marker (clock adjustments). */
 const CLOCK_SLACK_MS = 60_000;
+/** Device rows the sweep reads at once. */
+const SWEEP_READS = 16;
 
 type MarkerEntity = {
   partitionKey: string;
   rowKey: string;
-  /** The device partition whose event rows this marker covers (registration markers). */
-  partition?: string;
-  /** The events, as JSON (management markers). */
+  /** The device partitions this marker covers, one per line (register PUTs). */
+  partitions?: string;
+  /** Management changes' events, as JSON (continued in `events1`, … as columns.ts splits it). */
   events?: string;
-  /** The last event row the sweep sent from `partition` (a marker the sweep keeps until it settles). */
+  /** Per device partition, the last event ID the sweep sent (JSON; a marker the sweep keeps until it settles). */
   sent?: string;
+  [column: string]: string | undefined;
 };
+
+/** What a request puts in a marker: a device partition (a register PUT) or a management change's events. */
+type Part = { partition: string } | { events: readonly CloudEvent[] };
 
 /** A management change's events, announced to the index before the change commits. */
 export interface Intent {
   readonly events: readonly CloudEvent[];
-  readonly marker: MarkerEntity;
+  /** Its part of the marker is done (the events were sent, or the change failed). */
+  readonly done: () => void;
 }
 
 /**
- * A registration operation's marker: events committed to its device partition while it is open are found by the
- * sweep. `ready` resolves once the marker is durable; no event may commit before (DeviceRepository awaits it).
+ * A registration operation's place in a marker: events committed to its device partition while it is open are found
+ * by the sweep. `ready` resolves once the marker is durable; no event may commit before (DeviceRepository awaits it).
  */
 export interface Ticket {
   readonly ready: Promise<void>;
@@ -60,15 +72,15 @@ export interface Ticket {
   committed(events: readonly CloudEvent[]): void;
   /** Another party (a background commit) will commit under this marker: the marker stays until it releases too. */
   retain(): void;
-  /** The holder will commit nothing more; once nothing is left to send, the marker is deleted. */
+  /** The holder will commit nothing more; once nothing is left to send, its part of the marker is done. */
   release(): void;
 }
 
 export interface OutboxOptions {
   /** The outbox table: the pending index. */
   table: TableClient;
-  /** The devices table, where registration events are committed. */
-  devices: TableClient;
+  /** A device partition's recent events (its registration row's history, storage/devices.ts), oldest first. */
+  recentEvents: (partition: string) => Promise<readonly CloudEvent[]>;
   sink: EventSink;
   /**
    * For a management marker found by the sweep: the events whose change did commit, with fields only known after it
@@ -122,18 +134,20 @@ export function recorded<T>(
   return ports.outbox.record(planned, change, final ? (result) => final(result, planned) : undefined);
 }
 
+/** A marker's events the sweep found: `cursor` when it moved; `confirmedAll` when every announced change landed. */
+interface Pending {
+  events: CloudEvent[];
+  cursor?: string;
+  confirmedAll?: boolean;
+}
+
 interface QueueItem {
   events: readonly CloudEvent[];
   /** Called once the sink accepted them. */
   sent?: () => void;
 }
 
-/** The device-partition rows of a commit's events. */
-export function eventRows(partitionKey: string, events: readonly CloudEvent[]): TransactionAction[] {
-  return events.map((e) => ['create', { partitionKey, rowKey: `${EVENT_ROW_PREFIX}${e.id}`, doc: JSON.stringify(e) }]);
-}
-
-/** Event IDs begin with 12 hex digits of milliseconds, so a row key says how old an event is. */
+/** Event IDs begin with 12 hex digits of milliseconds, so an ID says how old an event is. */
 export const eventTime = (id: string): number => parseInt(id.slice(0, 12), 16);
 const hexTime = (ms: number): string => Math.max(0, ms).toString(16).padStart(12, '0');
 
@@ -153,11 +167,11 @@ export class Outbox {
   private pumping: Promise<void> | undefined;
   private backoffMs = 0;
   private closed = false;
-  private readonly writes: GroupWriter;
-  private readonly deletes: GroupWriter;
-  private nextShard = 0;
+  private readonly markers: MarkerWriter;
+  private readonly deletes: MarkerDeletes;
   private readonly now: () => number;
-  private readonly shard = () => `pending-${this.nextShard++ % SHARDS}`;
+  /** The index partition of a new marker: markers of the same second share one, so their deletes share transactions. */
+  private readonly shard = () => `pending-${Math.floor(this.now() / 1000) % SHARDS}`;
   readonly stats: OutboxStats = {
     delivered: 0,
     deferred: 0,
@@ -170,8 +184,11 @@ export class Outbox {
 
   constructor(private readonly options: OutboxOptions) {
     this.now = options.now ?? Date.now;
-    this.writes = new GroupWriter(options.table, 'create');
-    this.deletes = new GroupWriter(options.table, 'delete');
+    this.deletes = new MarkerDeletes(options.table);
+    this.markers = new MarkerWriter(options.table, this.deletes, () => ({
+      partitionKey: this.shard(),
+      rowKey: newEventId(new Date(this.now())),
+    }));
   }
 
   get sink(): EventSink {
@@ -179,27 +196,23 @@ export class Outbox {
   }
 
   /**
-   * Step 1 of a registration: the marker for the device partition `partition`, written now (group-committed). Call
-   * it before the partition read, so the write overlaps the read; release the ticket when the request ends.
+   * Step 1 of a registration: a place for the device partition `partition` in the next marker (group-committed).
+   * Call it before the partition read, so the write overlaps the read; release the ticket when the request ends.
    */
   open(partition: string): Ticket {
-    const marker: MarkerEntity = { partitionKey: '', rowKey: newEventId(new Date(this.now())), partition };
-    const ready = this.writes.write(marker, this.shard);
-    ready.catch(() => undefined); // the commit awaiting it reports the failure
+    const part: Part = { partition };
+    const batch = this.markers.join(part);
     let holders = 1;
     let sending = 0;
     let leftToSweep = false;
+    let done = false;
     const settle = () => {
-      if (holders > 0 || sending > 0 || leftToSweep) return;
-      // Nothing committed under a marker still waiting for its batch: it is never written at all.
-      if (this.writes.cancel(marker)) return;
-      ready.then(
-        () => this.deletes.write(marker).catch(() => undefined), // a leftover is swept: duplicates, same IDs
-        () => undefined,
-      );
+      if (done || holders > 0 || sending > 0 || leftToSweep) return;
+      done = true;
+      this.markers.leave(batch, part);
     };
     return {
-      ready,
+      ready: batch.ready,
       committed: (events) => {
         sending++;
         const queued = this.enqueue({
@@ -225,25 +238,29 @@ export class Outbox {
     };
   }
 
-  /** Step 1 of a management change: a marker carrying its events. */
+  /** Step 1 of a management change: its events in the next marker (group-committed). */
   async intend(events: readonly CloudEvent[]): Promise<Intent> {
-    const first = events[0];
-    if (!first) throw new Error('An intent needs at least one event.');
-    const marker: MarkerEntity = { partitionKey: '', rowKey: first.id, events: JSON.stringify(events) };
-    await this.writes.write(marker, this.shard);
-    return { events, marker };
+    if (events.length === 0) throw new Error('An intent needs at least one event.');
+    const part: Part = { events };
+    const batch = this.markers.join(part);
+    try {
+      await batch.ready;
+    } catch (err) {
+      this.markers.leave(batch, part);
+      throw err;
+    }
+    return { events, done: () => this.markers.leave(batch, part) };
   }
 
   /** Step 3: the change committed; send its events in the background (`events` may add post-commit fields). */
   committed(intent: Intent, events: readonly CloudEvent[] = intent.events): void {
-    const marker = intent.marker;
-    const sent = () => void this.deletes.write(marker).catch(() => undefined);
-    if (!this.enqueue({ events, sent })) this.stats.deferred += events.length;
+    // A full queue leaves the events to the sweep: the marker stays.
+    if (!this.enqueue({ events, sent: intent.done })) this.stats.deferred += events.length;
   }
 
-  /** The change failed for certain (e.g. a lost race): its marker goes. */
+  /** The change failed for certain (e.g. a lost race): nothing to send for it. */
   abandon(intent: Intent): void {
-    this.deletes.write(intent.marker).catch(() => undefined); // left over, the sweep finds no commit and drops it
+    intent.done(); // should its change land after all, a marker left over is swept and confirms it
   }
 
   /** Events of no state change (attestation refusals): sent in the background, counted when the queue is full. */
@@ -256,9 +273,10 @@ export class Outbox {
     this.stats.dropped += events.length;
   }
 
-  /** Resolves when the in-memory queue is empty (or the sender is backing off with nothing new to try). */
+  /** Resolves when the in-memory queue is empty (or the sender is backing off) and settled markers are deleted. */
   async drain(): Promise<void> {
     while (this.pumping) await this.pumping;
+    await this.deletes.flush();
   }
 
   async close(): Promise<void> {
@@ -290,8 +308,7 @@ export class Outbox {
 
   /**
    * Step 4: delivers the events of markers older than `sweepAfterMs`, reading only the index partitions and, per
-   * marker, its device partition's event rows from the marker's time on. Stops at the first failed send (the next
-   * sweep resumes).
+   * registration marker, its devices' registration rows. Stops at the first failed send (the next sweep resumes).
    */
   async sweep(): Promise<SweepReport> {
     const report: SweepReport = { markers: 0, delivered: 0, settled: 0, kept: 0 };
@@ -301,27 +318,29 @@ export class Outbox {
     for (let shard = 0; shard < SHARDS; shard++) {
       const filter = odata`PartitionKey eq ${`pending-${shard}`} and RowKey lt ${cutoff}`;
       const pages = this.options.table.listEntities<MarkerEntity>({ queryOptions: { filter } }).byPage({
-        maxPageSize: 200,
+        maxPageSize: 20,
       });
       for await (const page of pages) {
-        const found = await Promise.all(page.map((m) => this.pendingEvents(m)));
+        const found: Pending[] = [];
+        for (const marker of page) found.push(await this.pendingEvents(marker));
         const events = found.flatMap((f) => f.events);
         for (let i = 0; i < events.length; i += SEND_CHUNK) {
           await this.options.sink.send(events.slice(i, i + SEND_CHUNK));
         }
         await Promise.all(
           page.map(async (marker, i) => {
-            const { events: sent, last } = found[i] ?? { events: [] };
+            const { cursor, confirmedAll } = found[i] ?? { events: [] };
             const settled = now - eventTime(marker.rowKey) >= settleAfterMs;
-            // A management change confirmed is done; anything else may still have a commit landing under it.
-            if (settled || (marker.partition === undefined && sent.length > 0)) {
+            // Management changes all confirmed are done; anything else may still have a commit landing under it.
+            if (settled || (marker.partitions === undefined && confirmedAll)) {
               report.settled++;
-              return this.deletes.write(marker);
+              this.deletes.add(marker);
+              return;
             }
             report.kept++;
-            if (last === undefined) return;
-            const cursor = { partitionKey: marker.partitionKey, rowKey: marker.rowKey, sent: last };
-            await this.options.table.updateEntity(cursor, 'Merge').catch((err: unknown) => {
+            if (cursor === undefined) return;
+            const update = { partitionKey: marker.partitionKey, rowKey: marker.rowKey, sent: cursor };
+            await this.options.table.updateEntity(update, 'Merge').catch((err: unknown) => {
               if (!isStatus(err, 404)) throw err; // the live sender finished and deleted it meanwhile
             });
           }),
@@ -330,25 +349,42 @@ export class Outbox {
         report.delivered += events.length;
       }
     }
+    await this.deletes.flush();
     this.stats.swept += report.delivered;
     this.stats.delivered += report.delivered;
     return report;
   }
 
-  /** What a marker covers that committed and the sweep has not sent yet (and the last such row key). */
-  private async pendingEvents(marker: MarkerEntity): Promise<{ events: CloudEvent[]; last?: string }> {
-    if (marker.partition === undefined) {
-      return { events: await this.options.confirm(JSON.parse(marker.events ?? '[]') as CloudEvent[]) };
+  /** What a marker covers that committed and the sweep has not sent yet. */
+  private async pendingEvents(marker: MarkerEntity): Promise<Pending> {
+    const announced = joinColumn(marker, 'events');
+    const planned = announced ? (JSON.parse(announced) as CloudEvent[]) : [];
+    const confirmed = planned.length > 0 ? await this.options.confirm(planned) : [];
+    if (marker.partitions === undefined)
+      return { events: confirmed, confirmedAll: confirmed.length === planned.length };
+    const sent = JSON.parse(marker.sent ?? '{}') as Record<string, string>;
+    const from = hexTime(eventTime(marker.rowKey) - CLOCK_SLACK_MS);
+    const partitions = [...new Set(marker.partitions.split('\n'))];
+    const found: CloudEvent[][] = [confirmed];
+    let moved = false;
+    for (let i = 0; i < partitions.length; i += SWEEP_READS) {
+      const some = partitions.slice(i, i + SWEEP_READS);
+      found.push(
+        ...(await Promise.all(
+          some.map(async (partition) => {
+            const after = sent[partition] ?? from;
+            const fresh = (await this.options.recentEvents(partition)).filter((e) => e.id > after);
+            const last = fresh.reduce((max, e) => (e.id > max ? e.id : max), '');
+            if (last) {
+              sent[partition] = last;
+              moved = true;
+            }
+            return fresh;
+          }),
+        )),
+      );
     }
-    const from = marker.sent ?? `${EVENT_ROW_PREFIX}${hexTime(eventTime(marker.rowKey) - CLOCK_SLACK_MS)}`;
-    const filter = odata`PartitionKey eq ${marker.partition} and RowKey gt ${from} and RowKey lt ${'event}'}`;
-    const events: CloudEvent[] = [];
-    let last: string | undefined;
-    for await (const row of this.options.devices.listEntities<{ doc: string }>({ queryOptions: { filter } })) {
-      events.push(JSON.parse(row.doc) as CloudEvent);
-      last = row.rowKey;
-    }
-    return { events, ...(last !== undefined ? { last } : {}) };
+    return { events: found.flat(), confirmedAll: false, ...(moved ? { cursor: JSON.stringify(sent) } : {}) };
   }
 
   private enqueue(item: QueueItem): boolean {
@@ -395,85 +431,151 @@ export class Outbox {
   }
 }
 
+/** A marker, forming (requests join it) until its write starts. */
+interface MarkerBatch {
+  readonly parts: Part[];
+  /** Requests whose part is not done yet. */
+  open: number;
+  state: 'forming' | 'writing' | 'written' | 'failed';
+  entity?: MarkerEntity;
+  readonly ready: Promise<void>;
+  resolve(): void;
+  reject(err: Error): void;
+}
+
 /**
- * Group commit of marker writes or deletes: everything waiting when a batch starts goes in one Table transaction per
- * shard partition (≤ 100 rows), one batch in flight: what arrives meanwhile goes in the next one.
+ * Group commit of markers: one write in flight; the requests that open meanwhile (up to 100) form the next marker, a
+ * single entity listing their device partitions and carrying their management events.
  */
-class GroupWriter {
-  private readonly waiting: { entity: MarkerEntity; done: (err?: Error) => void }[] = [];
-  private inFlight = 0;
+class MarkerWriter {
+  private readonly forming: MarkerBatch[] = [];
+  private writing = false;
+  private scheduled = false;
 
   constructor(
     private readonly table: TableClient,
-    private readonly kind: 'create' | 'delete',
+    private readonly deletes: MarkerDeletes,
+    private readonly key: () => { partitionKey: string; rowKey: string },
   ) {}
 
-  /** `shard` assigns the partition of entities that have none yet (one per batch). */
-  write(entity: MarkerEntity, shard?: () => string): Promise<void> {
-    return new Promise((resolve, reject) => {
-      this.waiting.push({ entity, done: (err) => (err === undefined ? resolve() : reject(err)) });
-      this.flush(shard);
-    });
-  }
-
-  /** Takes a write that is still waiting for its batch back (it is never made); false once it is in flight. */
-  cancel(entity: MarkerEntity): boolean {
-    const i = this.waiting.findIndex((w) => w.entity === entity);
-    const [taken] = i < 0 ? [] : this.waiting.splice(i, 1);
-    taken?.done(new Error('cancelled'));
-    return taken !== undefined;
-  }
-
-  private flush(shard?: () => string): void {
-    while (this.inFlight < 1 && this.waiting.length > 0) {
-      const partition = shard?.();
-      const batch = partition
-        ? this.waiting.splice(0, BATCH)
-        : this.takeSamePartition(this.waiting[0]?.entity.partitionKey ?? '');
-      if (partition) for (const w of batch) w.entity.partitionKey = partition;
-      this.inFlight++;
-      this.submit(batch.map((w) => w.entity))
-        .then(
-          () => batch.forEach((w) => w.done()),
-          (err: unknown) => batch.forEach((w) => w.done(err instanceof Error ? err : new Error(String(err)))),
-        )
-        .finally(() => {
-          this.inFlight--;
-          this.flush(shard);
-        });
+  join(part: Part): MarkerBatch {
+    const last = this.forming.at(-1);
+    const batch = last && last.parts.length < MARKER_PARTS ? last : this.newBatch();
+    batch.parts.push(part);
+    batch.open++;
+    // After the current turn of the event loop: requests that arrived together share the write.
+    if (!this.writing && !this.scheduled) {
+      this.scheduled = true;
+      setImmediate(() => {
+        this.scheduled = false;
+        this.writeNext();
+      });
     }
+    return batch;
   }
 
-  private takeSamePartition(partitionKey: string): typeof this.waiting {
-    const taken: typeof this.waiting = [];
-    for (let i = 0; i < this.waiting.length && taken.length < BATCH;) {
-      const w = this.waiting[i];
-      if (w?.entity.partitionKey === partitionKey) {
-        taken.push(w);
-        this.waiting.splice(i, 1);
-      } else i++;
-    }
-    return taken;
-  }
-
-  private async submit(entities: MarkerEntity[]): Promise<void> {
-    if (this.kind === 'create') {
-      await this.table.submitTransaction(entities.map((e) => ['create', e]));
-      crashPoint('marker');
+  /** A request's part is done: a marker still forming forgets it; a written one is deleted once every part is. */
+  leave(batch: MarkerBatch, part: Part): void {
+    batch.open--;
+    if (batch.state === 'forming') {
+      batch.parts.splice(batch.parts.indexOf(part), 1);
+      if (batch.parts.length === 0) {
+        this.forming.splice(this.forming.indexOf(batch), 1);
+        batch.reject(new Error('cancelled'));
+      }
       return;
     }
+    if (batch.open === 0 && batch.state === 'written' && batch.entity) this.deletes.add(batch.entity);
+  }
+
+  private newBatch(): MarkerBatch {
+    let resolve = (): void => undefined;
+    let reject = (_err: Error): void => undefined;
+    const ready = new Promise<void>((res, rej) => {
+      resolve = res;
+      reject = rej;
+    });
+    ready.catch(() => undefined); // the commit awaiting it reports the failure
+    const batch: MarkerBatch = { parts: [], open: 0, state: 'forming', ready, resolve, reject };
+    this.forming.push(batch);
+    return batch;
+  }
+
+  private writeNext(): void {
+    const batch = this.writing ? undefined : this.forming.shift();
+    if (!batch) return;
+    this.writing = true;
+    batch.state = 'writing';
+    const partitions = new Set(batch.parts.flatMap((p) => ('partition' in p ? [p.partition] : [])));
+    const events = batch.parts.flatMap((p) => ('events' in p ? p.events : []));
+    const entity: MarkerEntity = {
+      ...this.key(),
+      ...(partitions.size > 0 ? { partitions: [...partitions].join('\n') } : {}),
+      ...(events.length > 0 ? splitColumn('events', JSON.stringify(events)) : {}),
+    };
+    batch.entity = entity;
+    this.table
+      .createEntity(entity)
+      .then(
+        () => {
+          crashPoint('marker');
+          batch.state = 'written';
+          batch.resolve();
+          if (batch.open === 0) this.deletes.add(entity);
+        },
+        (err: unknown) => {
+          // Maybe written after all (a lost answer): then the sweep finds it and re-sends (same event IDs).
+          batch.state = 'failed';
+          batch.reject(err instanceof Error ? err : new Error(String(err)));
+        },
+      )
+      .finally(() => {
+        this.writing = false;
+        this.writeNext();
+      });
+  }
+}
+
+/**
+ * Deletes of settled markers, collected for a moment and sent as one transaction per index partition (≤ 100 rows).
+ * A delete that never happens (the instance stopped first) leaves a marker the sweep re-sends: duplicates, same IDs.
+ */
+class MarkerDeletes {
+  private readonly waiting = new Map<string, MarkerEntity[]>();
+  private timer: NodeJS.Timeout | undefined;
+  private flushing: Promise<void> = Promise.resolve();
+
+  constructor(private readonly table: TableClient) {}
+
+  add(marker: MarkerEntity): void {
+    const list = this.waiting.get(marker.partitionKey) ?? [];
+    list.push({ partitionKey: marker.partitionKey, rowKey: marker.rowKey });
+    this.waiting.set(marker.partitionKey, list);
+    if (list.length >= DELETE_BATCH) void this.flush();
+    else this.timer ??= setTimeout(() => void this.flush(), DELETE_AFTER_MS).unref();
+  }
+
+  /** Deletes everything waiting; resolves when done (failures are left to the sweep). */
+  flush(): Promise<void> {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    const batches = [...this.waiting.values()].flatMap((list) => {
+      const chunks = [];
+      for (let i = 0; i < list.length; i += DELETE_BATCH) chunks.push(list.slice(i, i + DELETE_BATCH));
+      return chunks;
+    });
+    this.waiting.clear();
+    this.flushing = this.flushing.then(() => Promise.all(batches.map((b) => this.remove(b))).then(() => undefined));
+    return this.flushing;
+  }
+
+  private async remove(markers: MarkerEntity[]): Promise<void> {
     try {
-      await this.table.submitTransaction(entities.map((e) => ['delete', e]));
+      await this.table.submitTransaction(markers.map((m) => ['delete', m]));
     } catch (err) {
       // One marker already gone (the sweep or another sender took it) fails the batch: delete one by one.
-      if (!isStatus(err, 404)) throw err;
-      await Promise.all(
-        entities.map((e) =>
-          this.table.deleteEntity(e.partitionKey, e.rowKey).catch((inner: unknown) => {
-            if (!isStatus(inner, 404)) throw inner;
-          }),
-        ),
-      );
+      if (!isStatus(err, 404)) return;
+      await Promise.all(markers.map((m) => this.table.deleteEntity(m.partitionKey, m.rowKey).catch(() => undefined)));
     }
   }
 }

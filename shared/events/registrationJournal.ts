@@ -93,7 +93,6 @@ export class RegistrationAttempt {
     state: DeviceRegistrationResult,
     startedAtUtc: string,
     step: FailureStep,
-    seen?: readonly string[],
     detail?: string,
   ): EventCommit | undefined {
     const c = this.context;
@@ -110,16 +109,16 @@ export class RegistrationAttempt {
               step,
               ...(state.assignedHub ? { assignedHub: state.assignedHub } : {}),
             });
-    return this.commit([final], seen);
+    return this.commit([final]);
   }
 
-  private commit(events: CloudEvent[], seen?: readonly string[]): EventCommit | undefined {
+  private commit(events: CloudEvent[]): EventCommit | undefined {
     const c = this.context;
     if (!c) return undefined;
     const all = this.acceptedCommitted ? events : [registrationAccepted(this.origin, c), ...events];
     // Built for one write; if that write loses its race the operation ends there, so no event is lost or repeated.
     this.acceptedCommitted = true;
-    return { ticket: this.ticket, events: all, ...(seen ? { seen } : {}) };
+    return { ticket: this.ticket, events: all };
   }
 }
 

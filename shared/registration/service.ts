@@ -114,15 +114,14 @@ export class RegistrationService {
     const operationId = newOperationId();
     const now = this.ports.clock();
     attempt?.attested(request, operationId, attestation);
-    const seen = partition.eventRows;
 
     if (!isEnabled(attestation.enrollment)) {
       const state = this.stateOf(request, previous, now, attestation, { status: 'disabled' });
-      const etag = await this.save(
+      const { etag } = await this.save(
         request,
         { state, operation: this.operation(operationId, 'disabled', now) },
         previous,
-        attempt?.outcome(state, now.toISOString(), 'allocation', seen),
+        attempt?.outcome(state, now.toISOString(), 'allocation'),
       );
       return this.operationResult(operationId, { ...state, etag: publicEtag(etag) });
     }
@@ -155,11 +154,11 @@ export class RegistrationService {
         );
     if (!planned.ok) {
       const state = this.stateOf(request, previous, now, attestation, { status: 'failed', ...planned });
-      const etag = await this.save(
+      const { etag } = await this.save(
         request,
         { state, operation: this.operation(operationId, 'failed', now) },
         previous,
-        attempt?.outcome(state, now.toISOString(), 'allocation', seen),
+        attempt?.outcome(state, now.toISOString(), 'allocation'),
       );
       return this.operationResult(operationId, { ...state, etag: publicEtag(etag) });
     }
@@ -182,10 +181,7 @@ export class RegistrationService {
     // may not create: if the identity is gone (an operator deleted it, or a racing registration moved the device),
     // creating it again is a new identity, so the row is claimed first as for a first registration.
     const claimFirst = !updatesCommittedIdentity(planned.plan, previous?.value.state);
-    const claimRow = async () => ({
-      value: pending,
-      etag: await this.save(request, pending, previous, attempt?.claim()),
-    });
+    const claimRow = () => this.save(request, pending, previous, attempt?.claim());
     let claim = claimFirst ? await claimRow() : undefined;
 
     // A webhook's time counts against the PUT's budget: the device hears `assigning` and polls instead of waiting.
@@ -197,7 +193,7 @@ export class RegistrationService {
       hubWork = this.runHubStep(planned.plan, attestation, linkedHubs, true);
       outcome = await withinBudget(hubWork, budget());
     }
-    if (outcome) return this.commit(request, claim ?? previous, operation, outcome, attestation, attempt, seen);
+    if (outcome) return this.commit(request, claim ?? previous, operation, outcome, attestation, attempt);
 
     // The hub is slow: make sure the row records the operation so a poll can finish it; finish it here if we can.
     if (!claim) {
@@ -208,7 +204,7 @@ export class RegistrationService {
         o.identityMissing ? this.runHubStep(planned.plan, attestation, linkedHubs, true) : o,
       );
     }
-    this.commitLater(request, claim, operation, hubWork, attestation, attempt, seen);
+    this.commitLater(request, claim, operation, hubWork, attestation, attempt);
     return this.assigning(request, operationId);
   }
 
@@ -231,7 +227,7 @@ export class RegistrationService {
     const attempt = this.ports.events?.begin(request.registrationId, true);
     attempt?.attested(request, operationId, attestation);
     try {
-      return await this.takeOver(request, current, attestation, attempt, partition.eventRows);
+      return await this.takeOver(request, current, attestation, attempt);
     } finally {
       attempt?.ticket.release();
     }
@@ -242,7 +238,6 @@ export class RegistrationService {
     current: Versioned<StoredRegistration>,
     attestation: Attestation,
     attempt: RegistrationAttempt | undefined,
-    seen: readonly string[] | undefined,
   ): Promise<JsonResult> {
     const { operation } = current.value;
     const { operationId } = operation;
@@ -255,7 +250,7 @@ export class RegistrationService {
     };
     let owned: Versioned<StoredRegistration>;
     try {
-      owned = { value: taken, etag: await this.save(request, taken, current) };
+      owned = await this.save(request, taken, current);
     } catch (err) {
       if (err instanceof DpsError && err.status === 409) return this.assigning(request, operationId);
       throw err;
@@ -264,11 +259,11 @@ export class RegistrationService {
     const hubWork = this.runHubStep(operation.plan, attestation, linkedHubs);
     const outcome = await withinBudget(hubWork, this.ports.budgetMs);
     if (!outcome) {
-      this.commitLater(request, owned, taken.operation, hubWork, attestation, attempt, seen);
+      this.commitLater(request, owned, taken.operation, hubWork, attestation, attempt);
       return this.assigning(request, operationId);
     }
     try {
-      const committed = await this.commit(request, owned, taken.operation, outcome, attestation, attempt, seen);
+      const committed = await this.commit(request, owned, taken.operation, outcome, attestation, attempt);
       return { ...committed, status: 200 };
     } catch (err) {
       // Another registration replaced the row meanwhile: its result is what the next poll returns.
@@ -406,11 +401,10 @@ export class RegistrationService {
     hubWork: Promise<HubOutcome>,
     attestation: Attestation,
     attempt: RegistrationAttempt | undefined,
-    seen: readonly string[] | undefined,
   ): void {
     attempt?.ticket.retain(); // the marker stays until this commit's events are sent
     hubWork
-      .then((late) => this.commit(request, current, operation, late, attestation, attempt, seen))
+      .then((late) => this.commit(request, current, operation, late, attestation, attempt))
       .catch((err: unknown) => this.ports.log(`background commit of ${operation.operationId} skipped: ${String(err)}`))
       .finally(() => attempt?.ticket.release());
   }
@@ -422,7 +416,6 @@ export class RegistrationService {
     outcome: HubOutcome,
     attestation: Attestation,
     attempt: RegistrationAttempt | undefined,
-    seen: readonly string[] | undefined,
   ): Promise<JsonResult> {
     const now = this.ports.clock();
     const plan = operation.plan;
@@ -442,14 +435,8 @@ export class RegistrationService {
           });
     // A finished operation needs no plan any more; dropping it keeps the row small.
     const finished = { operationId: operation.operationId, status: state.status, startedAtUtc: operation.startedAtUtc };
-    const events = attempt?.outcome(
-      state,
-      operation.startedAtUtc,
-      'hub',
-      seen,
-      outcome.ok ? undefined : outcome.detail,
-    );
-    const etag = await this.save(request, { state, operation: finished }, previous, events);
+    const events = attempt?.outcome(state, operation.startedAtUtc, 'hub', outcome.ok ? undefined : outcome.detail);
+    const { etag } = await this.save(request, { state, operation: finished }, previous, events);
     return this.operationResult(operation.operationId, { ...state, etag: publicEtag(etag) });
   }
 
@@ -486,10 +473,10 @@ export class RegistrationService {
   private save(
     request: DeviceRequest,
     value: StoredRegistration,
-    previous: Versioned<unknown> | undefined,
+    previous: Versioned<StoredRegistration> | undefined,
     events?: EventCommit,
-  ): Promise<string> {
-    return this.ports.devices.saveRegistration(request.registrationId, value, previous?.etag, events);
+  ): Promise<Versioned<StoredRegistration>> {
+    return this.ports.devices.saveRegistration(request.registrationId, value, previous, events);
   }
 
   private operationResult(operationId: string, state: DeviceRegistrationResult): JsonResult {

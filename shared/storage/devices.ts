@@ -1,8 +1,8 @@
 // The device partition: one Table partition per registration ID holding the individual enrollment (row
-// `enrollment`) and the registration state with its current operation (row `registration`). Both come back from one
-// partition query, so a registration costs one read and one write.
+// `enrollment`) and the registration state with its current operation and the device's recent events (row
+// `registration`). Both come back from one partition query, so a registration costs one read and one write.
 export type { Versioned } from './enrollmentTable';
-import type { TableClient, TableEntityResult, TransactionAction } from '@azure/data-tables';
+import type { TableClient, TableEntityResult } from '@azure/data-tables';
 import { odata } from '@azure/data-tables';
 
 import type { IndividualEnrollment, InitialTwin } from '../domain/enrollment';
@@ -12,13 +12,15 @@ import { conflict, preconditionFailed } from '../errors';
 import type { CloudEvent } from '../events/catalogue';
 import { crashPoint } from '../events/crashPoint';
 import type { Ticket } from '../events/outbox';
-import { EVENT_ROW_PREFIX, eventRows, eventTime } from '../events/outbox';
+import { eventTime } from '../events/outbox';
 import type { EnrollmentEntity, EnrollmentTable, Page, Versioned } from './enrollmentTable';
 import { joinColumn, splitColumn } from './columns';
 import { firstPage, isStatus } from './tables';
 
 const ENROLLMENT = 'enrollment';
 const REGISTRATION = 'registration';
+/** The events of the device's deleted registration states. */
+const ARCHIVE = 'events';
 
 /** What a resumed operation needs to finish without redoing attestation or allocation. */
 export interface AssignmentPlan {
@@ -61,30 +63,36 @@ export interface StoredRegistration {
   /** The last committed registration state; its `etag` is derived from the row's ETag on read. */
   state: DeviceRegistrationResult;
   operation: OperationRecord;
+  /**
+   * The device's recent events as stored (a JSON array of CloudEvents, oldest first). Every write of the row carries
+   * over those of the row it replaces (whatever `value` says) and appends the events it commits.
+   */
+  events?: string;
 }
 
 export interface DevicePartition {
   enrollment?: Versioned<IndividualEnrollment>;
   registration?: Versioned<StoredRegistration>;
-  /** Row keys of the device's recent events (outbox.ts), oldest first: a commit prunes the oldest. */
-  eventRows?: string[];
 }
 
-/**
- * Events committed with a registration write, under the operation's outbox marker, and the partition's event rows as
- * `load` saw them (the oldest are pruned in the same transaction).
- */
+/** Events committed with a registration write, under the operation's outbox marker (outbox.ts). */
 export interface EventCommit {
   ticket: Ticket;
   events: readonly CloudEvent[];
-  seen?: readonly string[];
 }
 
-/** Event rows a device partition keeps: the newest few, and every row younger than the sweep's horizon. */
+/**
+ * The events a registration row keeps: the newest 10, and those of the last hour up to 50 (a device re-registering
+ * in a loop): an event not yet sent is never older than that unless Event Hubs has been down as long.
+ */
 const KEEP_EVENTS = 10;
 const KEEP_EVENTS_MS = 60 * 60 * 1000;
+const MAX_EVENTS = 50;
 
-/** Columns `state` and `operation` (JSON), continued in `state1`, `operation1`, … (columns.ts): a payload can be 96 KB. */
+/**
+ * Columns `state`, `operation` and `events` (JSON), continued in `state1`, `operation1`, … (columns.ts): a payload can
+ * be 96 KB.
+ */
 interface RegistrationEntity {
   partitionKey: string;
   rowKey: string;
@@ -111,7 +119,6 @@ export class DeviceRepository {
     for await (const row of rows) {
       if (row.rowKey === ENROLLMENT) result.enrollment = await this.enrollments.fromEntity(row);
       else if (row.rowKey === REGISTRATION) result.registration = toRegistration(row);
-      else if (row.rowKey.startsWith(EVENT_ROW_PREFIX)) (result.eventRows ??= []).push(row.rowKey);
     }
     return result;
   }
@@ -127,22 +134,25 @@ export class DeviceRepository {
   }
 
   /**
-   * Writes the registration row: creates it when `etag` is undefined, otherwise replaces it only if unchanged.
-   * A lost race is DPS's 409203 "Precondition failed." (a concurrent registration of the same device).
-   * With `events`, they commit in the same Table transaction as the row (one round trip) once their ticket's marker is
-   * in the outbox index, and are sent in the background once committed (outbox.ts).
+   * Writes the registration row: creates it when `previous` is undefined, otherwise replaces that version only if
+   * unchanged. A lost race is DPS's 409203 "Precondition failed." (a concurrent registration of the same device).
+   * With `events`, they are appended to the row's events (one entity: one write) once their ticket's marker is in the
+   * outbox index, and are sent in the background once committed (outbox.ts).
    */
   async saveRegistration(
     registrationId: string,
     value: StoredRegistration,
-    etag: string | undefined,
+    previous: Versioned<StoredRegistration> | undefined,
     events?: EventCommit,
-  ): Promise<string> {
+  ): Promise<Versioned<StoredRegistration>> {
+    const adding = events?.events ?? [];
+    const history = withEvents(previous?.value.events, adding, Date.now());
     const entity: RegistrationEntity = {
       partitionKey: registrationKey(registrationId),
       rowKey: REGISTRATION,
       ...splitColumn('state', JSON.stringify({ ...value.state, etag: undefined })),
       ...splitColumn('operation', JSON.stringify(value.operation)),
+      ...(history.events !== undefined ? splitColumn('events', history.events) : {}),
       status: value.operation.status,
       enrollmentGroupId: (
         value.state.symmetricKey?.enrollmentGroupId ??
@@ -150,65 +160,90 @@ export class DeviceRepository {
         ''
       ).toLowerCase(),
     };
-    if (events && events.events.length > 0) return this.saveWithEvents(entity, etag, events);
+    if (events && adding.length > 0) await events.ticket.ready; // normally written long ago, alongside the read
+    let etag: string;
     try {
       const response =
-        etag === undefined
+        previous === undefined
           ? await this.table.createEntity(entity)
-          : await this.table.updateEntity(entity, 'Replace', { etag });
-      return response.etag ?? '';
+          : await this.table.updateEntity(entity, 'Replace', { etag: previous.etag });
+      etag = response.etag ?? '';
     } catch (err) {
       // A stale ETag, a row created meanwhile, or one deleted meanwhile (404): all the same lost race.
       if (isStatus(err, 404, 409, 412)) throw conflict('Precondition failed.');
       throw err;
     }
-  }
-
-  private async saveWithEvents(entity: RegistrationEntity, etag: string | undefined, commit: EventCommit) {
-    await commit.ticket.ready; // normally written long ago, alongside the partition read
-    const actions: TransactionAction[] = [
-      etag === undefined ? ['create', entity] : ['update', entity, 'Replace', { etag }],
-      ...eventRows(entity.partitionKey, commit.events),
-      ...prunable(commit.seen ?? [], commit.events.length, Date.now()).map((rowKey): TransactionAction => [
-        'delete',
-        { partitionKey: entity.partitionKey, rowKey },
-      ]),
-    ];
-    let rowEtag: string;
-    try {
-      const response = await this.table.submitTransaction(actions);
-      rowEtag = response.subResponses[0]?.etag ?? '';
-    } catch (err) {
-      // The row's condition failed (or a pruned row was already gone): the same lost race as without events.
-      if (isStatus(err, 404, 409, 412)) throw conflict('Precondition failed.');
-      throw err;
+    if (events && adding.length > 0) {
+      crashPoint('commit');
+      // Events pushed out of a full history may not have been sent yet: they go again (same IDs).
+      events.ticket.committed([...history.pushedOut, ...adding]);
     }
-    crashPoint('commit');
-    commit.ticket.committed(commit.events);
-    return rowEtag;
+    const { events: _, ...rest } = value;
+    return { value: { ...rest, ...(history.events !== undefined ? { events: history.events } : {}) }, etag };
   }
 
-  /** The device's recent events, newest first (the partition's event rows; attestation refusals are not kept). */
+  /** The device's recent events, newest first (attestation refusals are not kept). */
   async listEvents(registrationId: string): Promise<CloudEvent[]> {
-    const partitionKey = registrationKey(registrationId);
-    const filter = odata`PartitionKey eq ${partitionKey} and RowKey gt ${EVENT_ROW_PREFIX} and RowKey lt ${'event}'}`;
-    const events: CloudEvent[] = [];
-    for await (const row of this.table.listEntities<{ doc: string }>({ queryOptions: { filter } })) {
-      events.push(JSON.parse(row.doc) as CloudEvent);
-    }
-    return events.reverse();
+    return (await this.recentEvents(registrationKey(registrationId))).reverse();
   }
 
-  /** Deletes the registration state (the device then provisions afresh); false if absent, 412 on ETag mismatch. */
-  async deleteRegistration(registrationId: string, etag = '*'): Promise<boolean> {
-    try {
-      await this.table.deleteEntity(registrationKey(registrationId), REGISTRATION, { etag });
-      return true;
-    } catch (err) {
-      if (isStatus(err, 404)) return false;
-      if (isStatus(err, 412)) throw preconditionFailed();
-      throw err;
+  /**
+   * The recent events of a device partition, oldest first: its registration row's and those its deleted states left
+   * (outbox.ts reads them for its sweep).
+   */
+  async recentEvents(partitionKey: string): Promise<CloudEvent[]> {
+    const { registration, archive } = await this.eventRows(partitionKey);
+    const byId = new Map<string, CloudEvent>();
+    for (const row of [archive, registration]) {
+      for (const e of parseEvents(joinColumn(row ?? {}, 'events'))) byId.set(e.id, e);
     }
+    return [...byId.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  }
+
+  /**
+   * Deletes the registration state (the device then provisions afresh); false if absent, 412 on ETag mismatch. The
+   * row's events are first copied to the partition's `events` row: the device's history, and events not sent yet,
+   * outlive the state (a copy left by a delete that failed is only read twice: readers drop repeated IDs).
+   */
+  async deleteRegistration(registrationId: string, etag = '*'): Promise<boolean> {
+    const partitionKey = registrationKey(registrationId);
+    for (let attempt = 1; ; attempt++) {
+      const { registration, archive } = await this.eventRows(partitionKey);
+      if (!registration) return false;
+      if (etag !== '*' && etag !== registration.etag) throw preconditionFailed();
+      const events = joinColumn(registration, 'events');
+      if (events) {
+        const kept = withEvents(joinColumn(archive ?? {}, 'events'), parseEvents(events), Date.now()).events ?? '';
+        await this.table.upsertEntity({ partitionKey, rowKey: ARCHIVE, ...splitColumn('events', kept) }, 'Replace');
+      }
+      try {
+        await this.table.deleteEntity(partitionKey, REGISTRATION, { etag: registration.etag });
+        return true;
+      } catch (err) {
+        // Changed (a registration) or deleted since the read: an unconditional delete reads again.
+        if (!isStatus(err, 404, 412)) throw err;
+        if (etag === '*' && attempt < 3) continue;
+        if (isStatus(err, 404)) return false;
+        throw preconditionFailed();
+      }
+    }
+  }
+
+  /** The partition's registration row and the events of its deleted registration states. */
+  private async eventRows(partitionKey: string): Promise<{
+    registration?: TableEntityResult<RegistrationEntity>;
+    archive?: TableEntityResult<RegistrationEntity>;
+  }> {
+    const filter = odata`PartitionKey eq ${partitionKey} and (RowKey eq ${REGISTRATION} or RowKey eq ${ARCHIVE})`;
+    const found: {
+      registration?: TableEntityResult<RegistrationEntity>;
+      archive?: TableEntityResult<RegistrationEntity>;
+    } = {};
+    for await (const row of this.table.listEntities<RegistrationEntity>({ queryOptions: { filter } })) {
+      if (row.rowKey === REGISTRATION) found.registration = row;
+      else found.archive = row;
+    }
+    return found;
   }
 
   /** Registration states of the devices provisioned through one enrollment group, a page at a time. */
@@ -226,22 +261,37 @@ export class DeviceRepository {
   }
 }
 
-/** The oldest rows beyond KEEP_EVENTS (counting the ones being added) that are older than KEEP_EVENTS_MS. */
-function prunable(seen: readonly string[], adding: number, now: number): string[] {
-  const sorted = [...seen].sort();
-  const excess = sorted.length + adding - KEEP_EVENTS;
-  if (excess <= 0) return [];
-  // A transaction holds at most 100 actions: prune a few per commit, the rest next time.
-  return sorted
-    .slice(0, Math.min(excess, 20))
-    .filter((rowKey) => now - eventTime(rowKey.slice(EVENT_ROW_PREFIX.length)) > KEEP_EVENTS_MS);
+/**
+ * A row's events after appending `adding`: the newest KEEP_EVENTS, and younger ones up to MAX_EVENTS. Young events
+ * pushed out by the cap are returned to be sent again. Without events to add, the stored text is kept as it is.
+ */
+function withEvents(
+  stored: string | undefined,
+  adding: readonly CloudEvent[],
+  now: number,
+): { events?: string; pushedOut: CloudEvent[] } {
+  if (adding.length === 0) return { ...(stored ? { events: stored } : {}), pushedOut: [] };
+  const all = [...parseEvents(stored ?? ''), ...adding];
+  const pushedOut: CloudEvent[] = [];
+  const kept = all.filter((e, i) => {
+    const fromNewest = all.length - i;
+    if (fromNewest <= KEEP_EVENTS) return true;
+    const young = now - eventTime(e.id) <= KEEP_EVENTS_MS;
+    if (young && fromNewest <= MAX_EVENTS) return true;
+    if (young) pushedOut.push(e);
+    return false;
+  });
+  return { events: JSON.stringify(kept), pushedOut };
 }
+
+const parseEvents = (text: string): CloudEvent[] => (text ? (JSON.parse(text) as CloudEvent[]) : []);
 
 function toRegistration(row: TableEntityResult<RegistrationEntity>): Versioned<StoredRegistration> {
   return {
     value: {
       state: JSON.parse(joinColumn(row, 'state')) as DeviceRegistrationResult,
       operation: JSON.parse(joinColumn(row, 'operation')) as OperationRecord,
+      ...(typeof row.events === 'string' ? { events: joinColumn(row, 'events') } : {}),
     },
     etag: row.etag,
   };

@@ -1,7 +1,7 @@
 // The crash test: the host (the dev stack in a child process) is killed with SIGKILL at several points between a
 // state commit and its send — after a marker batch, after a registration commit, after a send — with registrations of
 // the official device SDK in flight. A new host on the same storage then delivers, through its sweep, every event of
-// every committed change: each event row of every device partition (read through the service API) and, per
+// every committed change: each event in every device's history (read through the service API) and, per
 // registration state, its `accepted` and outcome events; repeats only with the same `id` and the same content.
 import type { ChildProcess } from 'node:child_process';
 import { spawn } from 'node:child_process';

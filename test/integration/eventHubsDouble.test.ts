@@ -69,7 +69,7 @@ describe('Outbox → Event Hubs double: an outage during a burst loses nothing',
     );
     const outbox = new Outbox({
       table: tables.outbox,
-      devices: tables.devices,
+      recentEvents: (partition) => devices.recentEvents(partition),
       sink,
       confirm: (events) => Promise.resolve([...events]),
       sweepAfterMs: 0,

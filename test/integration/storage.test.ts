@@ -76,13 +76,13 @@ describe('Table repositories on Azurite', () => {
       state: { registrationId: 'race-1', status: 'assigned' as const },
       operation: { operationId: 'a', status: 'assigned' as const, startedAtUtc: '' },
     };
-    const etag = await devices.saveRegistration('race-1', value, undefined);
+    const first = await devices.saveRegistration('race-1', value, undefined);
     await expect(devices.saveRegistration('race-1', value, undefined)).rejects.toMatchObject({
       status: 409,
       errorCode: 409203,
     });
-    await devices.saveRegistration('race-1', value, etag);
-    const error = await devices.saveRegistration('race-1', value, etag).catch((e: unknown) => e);
+    await devices.saveRegistration('race-1', value, first);
+    const error = await devices.saveRegistration('race-1', value, first).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(DpsError);
   });
 

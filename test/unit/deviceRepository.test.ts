@@ -24,7 +24,11 @@ const repository = (table: TableClient) =>
 
 async function saveError(statusCode: number, etag: string | undefined): Promise<unknown> {
   try {
-    await repository(failingTable(statusCode)).saveRegistration('device-1', VALUE, etag);
+    await repository(failingTable(statusCode)).saveRegistration(
+      'device-1',
+      VALUE,
+      etag === undefined ? undefined : { value: VALUE, etag },
+    );
   } catch (err) {
     return err;
   }

@@ -90,18 +90,24 @@ class FakeDevices {
     return Promise.resolve(registration ? clone(registration) : undefined);
   }
 
-  saveRegistration(registrationId: string, value: StoredRegistration, etag: string | undefined): Promise<string> {
+  saveRegistration(
+    registrationId: string,
+    value: StoredRegistration,
+    previous: Versioned<StoredRegistration> | undefined,
+  ): Promise<Versioned<StoredRegistration>> {
     const failure = this.saveFailures.shift();
     if (failure) return Promise.reject(failure);
     const key = registrationId.toLowerCase();
     const current = this.registrations.get(key);
+    const etag = previous?.etag;
     const stale = etag === undefined ? current !== undefined : current?.etag !== etag;
     if (stale) return Promise.reject(conflict('Precondition failed.'));
     this.saves++;
     const next = `W/"datetime'2024-01-01T00%3A00%3A00.${String(++this.version).padStart(7, '0')}Z'"`;
     // As the Table row: the state is stored without its etag.
-    this.registrations.set(key, { value: clone({ ...value, state: { ...value.state, etag: undefined } }), etag: next });
-    return Promise.resolve(next);
+    const stored = { value: clone({ ...value, state: { ...value.state, etag: undefined } }), etag: next };
+    this.registrations.set(key, stored);
+    return Promise.resolve(clone(stored));
   }
 
   row(registrationId: string): Versioned<StoredRegistration> | undefined {
