@@ -113,17 +113,28 @@ async function main(): Promise<number> {
     if (options.keyVault) env.keyVault = await startKeyVaultBench(certs);
     const tables = new TablesCeiling(azurite.connectionString);
     const scenarios: ScenarioResult[] = [];
+    /** Further passes of the registration scenarios with events on and off, for the events ratio only. */
+    const eventPasses: ScenarioResult[] = [];
     const ceiling: CeilingResult[] = [];
     const keyVaultLevels: KeyVaultLevel[] = [];
     try {
       for (const concurrency of options.concurrency) {
-        const level = await runLevel(env, tables, concurrency);
+        const level = await runLevel(env, tables, concurrency, {});
         if (level.ceiling) ceiling.push(level.ceiling);
         scenarios.push(...level.scenarios);
         if (env.keyVault) keyVaultLevels.push(await runKeyVaultLevel(env, env.keyVault, tables, concurrency));
-        // The same registrations on a host with DPS_EVENTS=off: the cost of events, in the same run.
-        if (options.eventsOff)
-          scenarios.push(...(await runLevel(env, tables, concurrency, undefined, undefined, false)).scenarios);
+        // The same registrations on a host with DPS_EVENTS=off: the cost of events, in the same run. Further rounds
+        // alternate the order (on off, off on, on off, …) so that a machine getting faster or slower over the run
+        // does not favour either side.
+        if (options.eventsOff) {
+          scenarios.push(...(await runLevel(env, tables, concurrency, { events: false })).scenarios);
+          for (let round = 1; round < options.eventsRounds; round++) {
+            for (const events of round % 2 === 1 ? [false, true] : [true, false]) {
+              const pass = await runLevel(env, tables, concurrency, { events, registrationsOnly: true, round });
+              eventPasses.push(...pass.scenarios);
+            }
+          }
+        }
       }
     } finally {
       await tables.dispose();
@@ -148,7 +159,7 @@ async function main(): Promise<number> {
       scenarios,
       ceiling,
       ratios: ratios(scenarios, ceiling),
-      eventsRatios: eventsRatios(scenarios),
+      eventsRatios: eventsRatios([...scenarios, ...eventPasses]),
       bulkCreate,
       x509Verification,
       coldImport,
@@ -207,7 +218,10 @@ async function runKeyVaultLevel(
 ): Promise<KeyVaultLevel> {
   const start = keyVault.double.operations();
   let measuredFrom = start;
-  const level = await runLevel(env, tables, concurrency, keyVault, () => (measuredFrom = keyVault.double.operations()));
+  const level = await runLevel(env, tables, concurrency, {
+    keyVault,
+    beforeScenarios: () => (measuredFrom = keyVault.double.operations()),
+  });
   const callsMeasured = keyVault.double.operations() - measuredFrom;
   const registrations = level.scenarios.filter((s) => s.unit === 'registration').reduce((n, s) => n + s.operations, 0);
   log(
@@ -216,17 +230,31 @@ async function runKeyVaultLevel(
   return { concurrency, callsAtStart: measuredFrom - start, callsMeasured, registrations, scenarios: level.scenarios };
 }
 
+interface LevelOptions {
+  keyVault?: KeyVaultBench;
+  beforeScenarios?: () => void;
+  /** DPS_EVENTS on the host (default on). */
+  events?: boolean;
+  /** Only the registration scenarios (no raw ceiling, polls): always so with events off. */
+  registrationsOnly?: boolean;
+  /** A further round of the events comparison (tables of its own). */
+  round?: number;
+}
+
 async function runLevel(
   env: RunEnvironment,
   tables: TablesCeiling,
   concurrency: number,
-  keyVault?: KeyVaultBench,
-  beforeScenarios?: () => void,
-  events = true,
+  level: LevelOptions,
 ): Promise<{ scenarios: ScenarioResult[]; ceiling?: CeilingResult }> {
   const { options, azurite } = env;
-  log(`— concurrency ${concurrency}${keyVault ? ', Key Vault provider' : ''}${events ? '' : ', events off'} —`);
-  const prefix = `benchc${concurrency}${keyVault ? 'kv' : ''}${events ? '' : 'off'}`;
+  const { keyVault, beforeScenarios, events = true, round = 0 } = level;
+  const registrationsOnly = level.registrationsOnly === true || !events;
+  log(
+    `— concurrency ${concurrency}${keyVault ? ', Key Vault provider' : ''}${events ? '' : ', events off'}` +
+      `${round > 0 ? `, round ${round + 1}` : ''} —`,
+  );
+  const prefix = `benchc${concurrency}${keyVault ? 'kv' : ''}${events ? '' : 'off'}${round > 0 ? `r${round}` : ''}`;
   const { host, settings } = await startHost(env, prefix, keyVault, events);
   try {
     const ids = (kind: string) =>
@@ -276,11 +304,11 @@ async function runLevel(
       operations: new Map<string, string>(),
     };
     try {
-      if (!events) {
+      if (registrationsOnly) {
         await warmUp(ctx, options.warmup, groupDevice);
         const scenarios: ScenarioResult[] = [];
         for (const scenario of SCENARIOS.filter((s) => s.unit === 'registration')) {
-          scenarios.push({ ...(await scenario.run(ctx)), events: false });
+          scenarios.push({ ...(await scenario.run(ctx)), events });
         }
         return { scenarios: withWebhookShare(scenarios) };
       }
