@@ -1,5 +1,6 @@
 // A lean IoT Hub registry client over REST (devices, twins; api-version 2021-04-12). Lean rather than the official
 // azure-iothub SDK: we need four calls, and that SDK brings AMQP and MQTT stacks into every cold start.
+import type { ClientRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import type { Agent } from 'node:https';
 
@@ -197,6 +198,9 @@ export class HubRegistryClient {
   /**
    * One HTTPS call with a wall-clock deadline on the whole exchange (connect, request, response fully read): an idle
    * timeout alone lets a hub that trickles a byte a second hold the call for ever. `signal` aborts it earlier.
+   * A pooled connection the hub (or a load balancer) closed just as it was reused fails with a reset before any
+   * answer: that call is sent once more on a new connection (Node's documented keep-alive race; every hub call here
+   * is idempotent or tolerates a repeat: a create that did land answers 409 and is updated instead).
    */
   private async send(
     method: string,
@@ -210,13 +214,14 @@ export class HubRegistryClient {
     const authorization = await this.authorization();
     return new Promise((resolve, reject) => {
       let settled = false;
+      let req: ClientRequest | undefined;
       const finish = (err: Error | undefined, response?: HubResponse) => {
         if (settled) return;
         settled = true;
         clearTimeout(timer);
         signal?.removeEventListener('abort', onAbort);
         if (err) {
-          req.destroy(err);
+          req?.destroy(err);
           reject(err);
         } else if (response) resolve(response);
       };
@@ -229,42 +234,52 @@ export class HubRegistryClient {
         finish(
           new HubTimeout(this.hostName, `The call to IoT hub ${this.hostName} was abandoned: its deadline passed`),
         );
-      const req = httpsRequest(
-        {
-          host,
-          port,
-          method,
-          path: `${path}?api-version=${API_VERSION}`,
-          agent: this.agent,
-          headers: {
-            Authorization: authorization,
-            Accept: 'application/json',
-            ...(payload === undefined
-              ? {}
-              : { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(payload) }),
-            ...headers,
+      const start = (retry: boolean) => {
+        let answered = false;
+        const current = httpsRequest(
+          {
+            host,
+            port,
+            method,
+            path: `${path}?api-version=${API_VERSION}`,
+            agent: this.agent,
+            headers: {
+              Authorization: authorization,
+              Accept: 'application/json',
+              ...(payload === undefined
+                ? {}
+                : { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(payload) }),
+              ...headers,
+            },
           },
-        },
-        (res) => {
-          const chunks: Buffer[] = [];
-          res.on('data', (chunk: Buffer) => chunks.push(chunk));
-          res.on('end', () => {
-            const text = Buffer.concat(chunks).toString('utf8');
-            let parsed: unknown = text;
-            try {
-              parsed = text === '' ? undefined : JSON.parse(text);
-            } catch {
-              // keep the raw text for the error message
-            }
-            finish(undefined, { status: res.statusCode ?? 0, body: parsed });
-          });
-          res.on('error', (err) => finish(err));
-        },
-      );
-      req.on('error', (err) => finish(err));
+          (res) => {
+            answered = true;
+            const chunks: Buffer[] = [];
+            res.on('data', (chunk: Buffer) => chunks.push(chunk));
+            res.on('end', () => {
+              const text = Buffer.concat(chunks).toString('utf8');
+              let parsed: unknown = text;
+              try {
+                parsed = text === '' ? undefined : JSON.parse(text);
+              } catch {
+                // keep the raw text for the error message
+              }
+              finish(undefined, { status: res.statusCode ?? 0, body: parsed });
+            });
+            res.on('error', (err) => finish(err));
+          },
+        );
+        req = current;
+        current.on('error', (err: NodeJS.ErrnoException) => {
+          const stale = current.reusedSocket && !answered && (err.code === 'ECONNRESET' || err.code === 'EPIPE');
+          if (stale && !retry && !settled) start(true);
+          else finish(err);
+        });
+        current.end(payload);
+      };
+      start(false);
       if (signal?.aborted) onAbort();
       else signal?.addEventListener('abort', onAbort, { once: true });
-      req.end(payload);
     });
   }
 }

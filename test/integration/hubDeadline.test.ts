@@ -1,6 +1,7 @@
 // The hub client's wall-clock deadline against a hub that trickles bytes (an idle timeout would never fire).
 import { readFileSync } from 'node:fs';
-import { Agent } from 'node:https';
+import { Agent, createServer } from 'node:https';
+import type { AddressInfo, Socket } from 'node:net';
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { inject } from 'vitest';
@@ -51,5 +52,49 @@ describe('hub call deadline', () => {
       /abandoned/,
     );
     expect(Date.now() - started).toBeLessThan(2000);
+  });
+});
+
+describe('hub call on a pooled connection the hub has just closed', () => {
+  it('is sent once more on a new connection instead of failing the registration', async () => {
+    const certs = inject('certs');
+    // A hub (or a load balancer in front of it) that closes each connection when a second request arrives on it:
+    // what a client sees when it reuses a keep-alive socket the other side closed a moment before.
+    const served = new WeakMap<Socket, number>();
+    let connections = 0;
+    let answered = 0;
+    const server = createServer(
+      { cert: readFileSync(certs.serverCert, 'utf8'), key: readFileSync(certs.serverKey, 'utf8') },
+      (req, res) => {
+        const n = (served.get(req.socket) ?? 0) + 1;
+        served.set(req.socket, n);
+        if (n > 1) {
+          req.socket.destroy();
+          return;
+        }
+        answered++;
+        res.writeHead(200, { 'Content-Type': 'application/json' }).end('{"tags":{"n":1}}');
+      },
+    );
+    server.on('secureConnection', () => connections++);
+    await new Promise<void>((resolve) => server.listen(0, 'localhost', resolve));
+    const agent = new Agent({ keepAlive: true, ca: readFileSync(certs.caCert, 'utf8') });
+    try {
+      const { port } = server.address() as AddressInfo;
+      const key = Buffer.alloc(32, 7).toString('base64');
+      const connection = parseHubConnectionString(
+        `HostName=localhost:${port};SharedAccessKeyName=iothubowner;SharedAccessKey=${key}`,
+      );
+      if (!connection) throw new Error('bad connection string');
+      const client = new HubRegistryClient(connection, agent, 5000);
+      expect(await client.getTwin('dev-1')).toEqual({ tags: { n: 1 } });
+      expect(await client.getTwin('dev-1')).toEqual({ tags: { n: 1 } }); // the pooled socket: reset, sent again
+      expect(answered).toBe(2);
+      expect(connections).toBe(2);
+    } finally {
+      agent.destroy();
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    }
   });
 });
