@@ -20,7 +20,6 @@ import { RegistrationJournal } from './events/registrationJournal';
 import { EventHubsSink, LocalSink } from './events/sinks';
 import { HubHealth, trackHealth } from './hubs/health';
 import { HubClients } from './hubs/registryClient';
-import { setMaxSasLifetime } from './http/sas';
 import { azureClientOverrides, azureCredential } from './identity';
 import { ServiceAuthorizer } from './management/auth';
 import { CertificateManager } from './management/certificates';
@@ -65,7 +64,6 @@ export interface Services {
 }
 
 export function createServices(cfg: Config): { ready: Promise<void>; services: Services } {
-  setMaxSasLifetime(cfg.maxSasLifetimeSeconds);
   // Built on first use only: a deployment on connection strings and the local key provider never needs it.
   const credential = () => azureCredential(cfg.azureClientId);
   const tables = createTables({
@@ -118,8 +116,8 @@ export function createServices(cfg: Config): { ready: Promise<void>; services: S
       log: (message) => console.warn(`[allocation] ${message}`),
     },
     attestors: {
-      symmetricKey: new SymmetricKeyAttestor(),
-      tpm: new TpmAttestor(new TableTpmChallengeStore(tables.devices, secrets)),
+      symmetricKey: new SymmetricKeyAttestor({ maxSasLifetimeSeconds: cfg.maxSasLifetimeSeconds }),
+      tpm: new TpmAttestor(new TableTpmChallengeStore(tables.devices, secrets), cfg.maxSasLifetimeSeconds),
       x509: new X509Attestor(caCache),
     },
     recentAttestations,
@@ -138,6 +136,7 @@ export function createServices(cfg: Config): { ready: Promise<void>; services: S
   };
   const clock = () => new Date();
   const auth = new ServiceAuthorizer({
+    maxSasLifetimeSeconds: cfg.maxSasLifetimeSeconds,
     ...(cfg.serviceOwnerKey
       ? { root: { name: ROOT_POLICY, rights: [...RIGHTS], primaryKey: cfg.serviceOwnerKey, secondaryKey: '' } }
       : {}),

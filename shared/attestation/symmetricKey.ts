@@ -49,8 +49,9 @@ export function attestSymmetricKey(
   groups: readonly EnrollmentGroup[],
   now: Date,
   hmac: Hmac = hmacSha256,
+  maxSasLifetimeSeconds?: number,
 ): SymmetricKeyMatch {
-  assertTokenFor(token, expectedResource, now);
+  assertTokenFor(token, expectedResource, now, maxSasLifetimeSeconds);
   const individualKeys = individual ? symmetricKeys(individual.attestation) : [];
   const slots = Array.from({ length: INDIVIDUAL_SLOTS }, (_, i) => individualKeys[i] ?? PLACEHOLDER_KEY);
   const individualSigned = slots.map((k) => signedBy(token, k, hmac)).some(Boolean);
@@ -80,13 +81,18 @@ export function attestSymmetricKey(
   );
 }
 
-/** The token names this resource and has not expired (401 otherwise). */
-export function assertTokenFor(token: SasToken, expectedResource: string, now: Date): void {
+/** The token names this resource, has not expired and is not valid for too long (401 otherwise). */
+export function assertTokenFor(
+  token: SasToken,
+  expectedResource: string,
+  now: Date,
+  maxSasLifetimeSeconds?: number,
+): void {
   // The C SDK encodes sr with lower-case %2f and others with %2F; the decoded form is compared case-insensitively.
   if (token.resource.toLowerCase() !== expectedResource.toLowerCase()) {
     throw unauthorized('The SharedAccessSignature resource (sr) does not match this registration.');
   }
-  assertNotExpired(token, now);
+  assertNotExpired(token, now, maxSasLifetimeSeconds);
 }
 
 /** Whether one of these device keys (base64) signed the token. */
@@ -108,7 +114,14 @@ export const resourceOf = (request: Pick<DeviceRequest, 'idScope' | 'registratio
 export class SymmetricKeyAttestor implements Attestor {
   readonly mechanism = 'symmetricKey';
 
-  constructor(private readonly hmac: Hmac = hmacSha256) {}
+  private readonly hmac: Hmac;
+  private readonly maxSasLifetimeSeconds: number | undefined;
+
+  /** `maxSasLifetimeSeconds`: DPS_MAX_SAS_LIFETIME_SECONDS (default one year); `hmac`: a port for tests. */
+  constructor(options: { maxSasLifetimeSeconds?: number; hmac?: Hmac } = {}) {
+    this.hmac = options.hmac ?? hmacSha256;
+    this.maxSasLifetimeSeconds = options.maxSasLifetimeSeconds;
+  }
 
   attest(request: DeviceRequest, candidates: AttestationCandidates, now: Date): Attestation {
     const token = request.sasToken;
@@ -123,6 +136,7 @@ export class SymmetricKeyAttestor implements Attestor {
       candidates.groups.filter((g) => g.attestation.type === 'symmetricKey'),
       now,
       this.hmac,
+      this.maxSasLifetimeSeconds,
     );
     const [primaryKey = '', secondaryKey = primaryKey] = match.deviceKeys;
     const { deviceKeys } = match;

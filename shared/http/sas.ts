@@ -64,15 +64,15 @@ export function verifySignature(token: SasToken, key: Buffer): boolean {
   return expected.length === token.signature.length && timingSafeEqual(expected, token.signature);
 }
 
-let maxLifetimeSeconds = DEFAULT_MAX_SAS_LIFETIME_SECONDS;
-
-/** DPS_MAX_SAS_LIFETIME_SECONDS, set once when the services are built (config.ts). */
-export function setMaxSasLifetime(seconds: number): void {
-  maxLifetimeSeconds = seconds;
-}
-
-/** The token is valid now, and does not claim to stay valid longer than the configured maximum lifetime. */
-export function assertNotExpired(token: SasToken, now: Date): void {
+/**
+ * The token is valid now, and does not claim to stay valid longer than `maxLifetimeSeconds`
+ * (DPS_MAX_SAS_LIFETIME_SECONDS).
+ */
+export function assertNotExpired(
+  token: SasToken,
+  now: Date,
+  maxLifetimeSeconds = DEFAULT_MAX_SAS_LIFETIME_SECONDS,
+): void {
   if (token.expiry * 1000 <= now.getTime()) throw unauthorized('The SharedAccessSignature has expired.');
   if (token.expiry * 1000 > now.getTime() + maxLifetimeSeconds * 1000) {
     throw unauthorized(

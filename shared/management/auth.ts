@@ -12,6 +12,8 @@ export interface AuthorizerPorts {
   /** Host names a token's `sr` may name; empty: the request's Host header. */
   hostNames: readonly string[];
   clock: () => Date;
+  /** DPS_MAX_SAS_LIFETIME_SECONDS (default one year). */
+  maxSasLifetimeSeconds?: number;
 }
 
 export class ServiceAuthorizer {
@@ -22,7 +24,7 @@ export class ServiceAuthorizer {
       throw unauthorized('Microsoft Entra tokens are not supported: use a SharedAccessSignature of an access policy.');
     }
     const token = parseSas(request.authorization);
-    assertNotExpired(token, this.ports.clock());
+    assertNotExpired(token, this.ports.clock(), this.ports.maxSasLifetimeSeconds);
     // sr is the service host name, verbatim from the connection string (it may carry a port).
     const hosts = this.ports.hostNames.length > 0 ? this.ports.hostNames : request.host ? [request.host] : [];
     if (!hosts.some((h) => h.toLowerCase() === token.resource.toLowerCase())) {

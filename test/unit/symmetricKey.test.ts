@@ -227,7 +227,7 @@ describe('SymmetricKeyAttestor: the same work whether or not the registration ID
       counter.hmacs++;
       return createHmac('sha256', key).update(data, 'utf8').digest();
     };
-    return { counter, attestor: new SymmetricKeyAttestor(hmac) };
+    return { counter, attestor: new SymmetricKeyAttestor({ hmac }) };
   };
   // Five symmetric-key groups (one with a primary key only: 9 group keys) and an X.509 group, which is not tried.
   const groups: EnrollmentGroup[] = [

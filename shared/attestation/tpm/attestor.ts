@@ -19,7 +19,11 @@ export const TPM_CHALLENGE_TTL_MS = 60 * 60 * 1000;
 export class TpmAttestor implements Attestor {
   readonly mechanism = 'tpm';
 
-  constructor(private readonly challenges: TpmChallengeStore) {}
+  /** `maxSasLifetimeSeconds`: DPS_MAX_SAS_LIFETIME_SECONDS (default one year). */
+  constructor(
+    private readonly challenges: TpmChallengeStore,
+    private readonly maxSasLifetimeSeconds?: number,
+  ) {}
 
   async attest(request: DeviceRequest, candidates: AttestationCandidates, now: Date): Promise<Attestation> {
     const enrollment = candidates.individual;
@@ -92,7 +96,7 @@ export class TpmAttestor implements Attestor {
     ek: TpmPublicKey,
     now: Date,
   ): Promise<Attestation> {
-    assertTokenFor(token, resourceOf(request), now);
+    assertTokenFor(token, resourceOf(request), now, this.maxSasLifetimeSeconds);
     const latest = await this.challenges.latest(enrollment.registrationId);
     if (!latest) {
       throw unauthorized(
