@@ -433,6 +433,11 @@ export class Outbox {
 
 /** A marker, forming (requests join it) until its write starts. */
 interface MarkerBatch {
+  /**
+   * Taken when the first request joins, not when the write starts (a previous write may hang): the sweep reads from
+   * the marker's time on, and every event it covers is created after its request joined.
+   */
+  readonly key: { partitionKey: string; rowKey: string };
   readonly parts: Part[];
   /** Requests whose part is not done yet. */
   open: number;
@@ -496,7 +501,7 @@ class MarkerWriter {
       reject = rej;
     });
     ready.catch(() => undefined); // the commit awaiting it reports the failure
-    const batch: MarkerBatch = { parts: [], open: 0, state: 'forming', ready, resolve, reject };
+    const batch: MarkerBatch = { key: this.key(), parts: [], open: 0, state: 'forming', ready, resolve, reject };
     this.forming.push(batch);
     return batch;
   }
@@ -509,7 +514,7 @@ class MarkerWriter {
     const partitions = new Set(batch.parts.flatMap((p) => ('partition' in p ? [p.partition] : [])));
     const events = batch.parts.flatMap((p) => ('events' in p ? p.events : []));
     const entity: MarkerEntity = {
-      ...this.key(),
+      ...batch.key,
       ...(partitions.size > 0 ? { partitions: [...partitions].join('\n') } : {}),
       ...(events.length > 0 ? splitColumn('events', JSON.stringify(events)) : {}),
     };

@@ -198,4 +198,46 @@ describe('Outbox on Table Storage', () => {
     expect(sink.received.length).toBeGreaterThan(committed.length); // the pushed-out ones went twice
     await outbox.close();
   });
+  it('a marker written late still covers events created after its request opened', async () => {
+    const { tables, devices } = await setUp();
+    let skew = 0;
+    const now = () => Date.now() + skew;
+    // The marker write in flight before ours hangs for two minutes (a throttled Table).
+    let release: () => void = () => undefined;
+    const hung = new Promise<void>((resolve) => (release = resolve));
+    let writes = 0;
+    const table = new Proxy(tables.outbox, {
+      get(target, name, receiver) {
+        const v = Reflect.get(target, name, receiver) as unknown;
+        if (typeof v !== 'function') return v;
+        const fn = (v as (...a: unknown[]) => Promise<unknown>).bind(target);
+        if (name !== 'createEntity') return fn;
+        return async (...args: unknown[]) => {
+          if (writes++ === 0) await hung;
+          return fn(...args);
+        };
+      },
+    });
+    const dead = new RecordingSink();
+    dead.down = true;
+    const first = outboxOf(tables, devices, dead, { table, queueLimit: 0, now });
+    const other = first.open(registrationKey('before-1'));
+    await new Promise((r) => setImmediate(r)); // its marker write starts (and hangs)
+    const ticket = first.open(registrationKey('late-marker-1'));
+    const events = [accepted('late-marker-1')]; // attestation passed: its events exist
+    const saving = devices.saveRegistration('late-marker-1', value('late-marker-1'), undefined, { ticket, events });
+    skew = 120_000;
+    release();
+    await saving;
+    ticket.release();
+    other.release();
+    await first.drain();
+
+    const sink = new RecordingSink();
+    const next = outboxOf(tables, devices, sink, { now });
+    await next.sweep();
+    expect(ids(sink.received)).toEqual(ids(events));
+    await first.close();
+    await next.close();
+  });
 });
