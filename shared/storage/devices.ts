@@ -214,7 +214,15 @@ export class DeviceRepository {
       const events = joinColumn(registration, 'events');
       if (events) {
         const kept = withEvents(joinColumn(archive ?? {}, 'events'), parseEvents(events), Date.now()).events ?? '';
-        await this.table.upsertEntity({ partitionKey, rowKey: ARCHIVE, ...splitColumn('events', kept) }, 'Replace');
+        const entity = { partitionKey, rowKey: ARCHIVE, ...splitColumn('events', kept) };
+        try {
+          // Conditional: a concurrent delete may have archived a newer state's events since our read.
+          if (archive) await this.table.updateEntity(entity, 'Replace', { etag: archive.etag });
+          else await this.table.createEntity(entity);
+        } catch (err) {
+          if (!isStatus(err, 404, 409, 412) || attempt >= 10) throw err;
+          continue;
+        }
       }
       try {
         await this.table.deleteEntity(partitionKey, REGISTRATION, { etag: registration.etag });

@@ -198,6 +198,49 @@ describe('Outbox on Table Storage', () => {
     expect(sink.received.length).toBeGreaterThan(committed.length); // the pushed-out ones went twice
     await outbox.close();
   });
+  it('concurrent deletes of a registration state never overwrite each other in the events row', async () => {
+    const { tables, devices } = await setUp();
+    const outbox = outboxOf(tables, devices, new RecordingSink());
+    // The first delete stalls between reading the partition and writing the events row.
+    let stalled: () => void = () => undefined;
+    const gate = new Promise<void>((resolve) => (stalled = resolve));
+    let reached: () => void = () => undefined;
+    const atGate = new Promise<void>((resolve) => (reached = resolve));
+    const slowTable = new Proxy(tables.devices, {
+      get(target, name, receiver) {
+        if (name === 'upsertEntity' || name === 'createEntity' || name === 'updateEntity') {
+          return async (...args: unknown[]) => {
+            reached();
+            await gate;
+            return (Reflect.get(target, name, receiver) as (...a: unknown[]) => unknown).apply(target, args);
+          };
+        }
+        const v = Reflect.get(target, name, receiver) as unknown;
+        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+      },
+    });
+    const slow = new DeviceRepository(slowTable, {} as EnrollmentTable<IndividualEnrollment>);
+    const save = async (previous: Awaited<ReturnType<DeviceRepository['saveRegistration']>> | undefined) => {
+      const ticket = outbox.open(registrationKey('deleted-twice'));
+      const events = [accepted('deleted-twice')];
+      const saved = await devices.saveRegistration('deleted-twice', value('deleted-twice'), previous, {
+        ticket,
+        events,
+      });
+      ticket.release();
+      return { saved, events };
+    };
+    const one = await save(undefined);
+    const firstDelete = slow.deleteRegistration('deleted-twice');
+    await atGate;
+    const two = await save(one.saved); // the device registers again meanwhile
+    expect(await devices.deleteRegistration('deleted-twice')).toBe(true); // and another delete goes through
+    stalled();
+    await firstDelete;
+    expect(ids(await devices.listEvents('deleted-twice'))).toEqual(ids([...one.events, ...two.events]));
+    await outbox.close();
+  });
+
   it('a marker written late still covers events created after its request opened', async () => {
     const { tables, devices } = await setUp();
     let skew = 0;
