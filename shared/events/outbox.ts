@@ -70,6 +70,11 @@ export interface Ticket {
   readonly ready: Promise<void>;
   /** Events that committed under this marker: sent in the background. */
   committed(events: readonly CloudEvent[]): void;
+  /**
+   * Events about to leave the device's row maybe unsent (pushed out by its cap): made durable in the index first (a
+   * marker carrying them, as a management change's), then sent once the write that drops them committed.
+   */
+  carry(events: readonly CloudEvent[]): Promise<{ committed(): void; abandon(): void }>;
   /** Another party (a background commit) will commit under this marker: the marker stays until it releases too. */
   retain(): void;
   /** The holder will commit nothing more; once nothing is left to send, its part of the marker is done. */
@@ -227,6 +232,10 @@ export class Outbox {
           leftToSweep = true;
           this.stats.deferred += events.length;
         }
+      },
+      carry: async (events) => {
+        const intent = await this.intend(events);
+        return { committed: () => this.committed(intent), abandon: () => this.abandon(intent) };
       },
       retain: () => {
         holders++;

@@ -161,6 +161,8 @@ export class DeviceRepository {
       ).toLowerCase(),
     };
     if (events && adding.length > 0) await events.ticket.ready; // normally written long ago, alongside the read
+    // Young events the cap pushes out may not be sent yet: once this write lands, only the index can still name them.
+    const carried = events && history.pushedOut.length > 0 ? await events.ticket.carry(history.pushedOut) : undefined;
     let etag: string;
     try {
       const response =
@@ -169,14 +171,15 @@ export class DeviceRepository {
           : await this.table.updateEntity(entity, 'Replace', { etag: previous.etag });
       etag = response.etag ?? '';
     } catch (err) {
+      carried?.abandon(); // still in the row
       // A stale ETag, a row created meanwhile, or one deleted meanwhile (404): all the same lost race.
       if (isStatus(err, 404, 409, 412)) throw conflict('Precondition failed.');
       throw err;
     }
     if (events && adding.length > 0) {
       crashPoint('commit');
-      // Events pushed out of a full history may not have been sent yet: they go again (same IDs).
-      events.ticket.committed([...history.pushedOut, ...adding]);
+      carried?.committed(); // they go again (same IDs)
+      events.ticket.committed(adding);
     }
     const { events: _, ...rest } = value;
     return { value: { ...rest, ...(history.events !== undefined ? { events: history.events } : {}) }, etag };

@@ -198,6 +198,29 @@ describe('Outbox on Table Storage', () => {
     expect(sink.received.length).toBeGreaterThan(committed.length); // the pushed-out ones went twice
     await outbox.close();
   });
+  it('events pushed out of a full row while the sender is behind are not lost when their instance dies', async () => {
+    const { tables, devices } = await setUp();
+    const dead = new RecordingSink();
+    dead.down = true;
+    const first = outboxOf(tables, devices, dead, { queueLimit: 0 }); // nothing leaves this instance
+    let previous = undefined as Awaited<ReturnType<DeviceRepository['saveRegistration']>> | undefined;
+    const committed: CloudEvent[] = [];
+    for (let i = 0; i < 30; i++) {
+      const ticket = first.open(registrationKey('looping-2'));
+      const events = [accepted('looping-2'), accepted('looping-2')];
+      previous = await devices.saveRegistration('looping-2', value('looping-2'), previous, { ticket, events });
+      ticket.release();
+      committed.push(...events);
+    }
+    const sink = new RecordingSink();
+    const next = outboxOf(tables, devices, sink);
+    await next.sweep();
+    expect(ids(sink.received)).toEqual(ids(committed));
+    expect(await markers(tables)).toEqual([]);
+    await first.close();
+    await next.close();
+  });
+
   it('concurrent deletes of a registration state never overwrite each other in the events row', async () => {
     const { tables, devices } = await setUp();
     const outbox = outboxOf(tables, devices, new RecordingSink());
