@@ -172,6 +172,8 @@ export class Outbox {
   private pumping: Promise<void> | undefined;
   private backoffMs = 0;
   private closed = false;
+  /** Ends the sender's back-off sleep (close() does not wait it out). */
+  private wake: (() => void) | undefined;
   private readonly markers: MarkerWriter;
   private readonly deletes: MarkerDeletes;
   private readonly now: () => number;
@@ -290,6 +292,7 @@ export class Outbox {
 
   async close(): Promise<void> {
     this.closed = true;
+    this.wake?.();
     await this.drain();
     await this.options.sink.close();
   }
@@ -427,7 +430,15 @@ export class Outbox {
         this.backoffMs = Math.min(Math.max(this.backoffMs * 2, 250), 30_000);
         this.queue.unshift(...items);
         if (this.closed) return; // left to the sweep
-        await new Promise((resolve) => setTimeout(resolve, this.backoffMs));
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, this.backoffMs);
+          this.wake = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+        this.wake = undefined;
+        if (this.closed) return;
         continue;
       }
       if (this.backoffMs > 0) this.options.log('sending events recovered');

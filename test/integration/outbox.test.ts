@@ -3,7 +3,7 @@
 // registration state keeps its events, and what a dead instance left is delivered by the next one's sweep.
 import { randomBytes } from 'node:crypto';
 
-import { describe, expect, inject, it } from 'vitest';
+import { describe, expect, inject, it, vi } from 'vitest';
 
 import type { IndividualEnrollment } from '../../shared/domain/enrollment';
 import { registrationKey } from '../../shared/domain/registrationId';
@@ -305,5 +305,23 @@ describe('Outbox on Table Storage', () => {
     expect(ids(sink.received)).toEqual(ids(events));
     await first.close();
     await next.close();
+  });
+  it('close() during an Event Hubs outage does not wait out the back-off', async () => {
+    const { tables, devices } = await setUp();
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    try {
+      const sink = new RecordingSink();
+      sink.down = true;
+      const outbox = outboxOf(tables, devices, sink);
+      outbox.publishBestEffort([accepted('outage-1')]);
+      for (let i = 0; i < 10; i++) await vi.advanceTimersByTimeAsync(30_000); // the back-off is at its 30 s cap
+      let closed = false;
+      const closing = outbox.close().then(() => (closed = true));
+      await vi.advanceTimersByTimeAsync(1_000);
+      expect(closed).toBe(true);
+      await closing;
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });
