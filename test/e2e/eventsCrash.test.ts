@@ -119,10 +119,20 @@ describe('events survive a host killed between commit and send', () => {
       attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: groupKey, secondaryKey: groupKey } },
     });
     expect(created.status).toBe(200);
-    const ids = Array.from({ length: DEVICES }, (_, i) => `crash-${i}`);
-    const outcomes = await Promise.allSettled(
-      ids.map((id) => registerDevice(endpoint, idScope, id, deriveKey(groupKey, id))),
-    );
+    // Waves of concurrent first registrations until the host dies: how many marker writes a wave takes depends on
+    // how many requests share each one (group commit), so the n-th crash point may come in a later wave.
+    const ids: string[] = [];
+    const outcomes: PromiseSettledResult<unknown>[] = [];
+    const alive = () => first.child.exitCode === null && first.child.signalCode === null;
+    for (let wave = 0; wave < 20 && alive(); wave++) {
+      const batch = Array.from({ length: DEVICES }, (_, i) => `crash-${wave}-${i}`);
+      ids.push(...batch);
+      outcomes.push(
+        ...(await Promise.allSettled(
+          batch.map((id) => registerDevice(endpoint, idScope, id, deriveKey(groupKey, id))),
+        )),
+      );
+    }
     expect(await first.exited).toBe('SIGKILL');
     expect(outcomes.some((o) => o.status === 'rejected')).toBe(true); // registrations were in flight
 

@@ -120,9 +120,10 @@ describe('symmetric-key provisioning with the official device SDK', () => {
       outbox: tableRequestCounter.outbox,
     });
     const settled = async () => {
-      await stack.services.events.outbox.drain();
-      await new Promise((r) => setTimeout(r, 100)); // the marker delete follows the send
+      await new Promise((r) => setTimeout(r, 100)); // the send follows the answer
+      await stack.services.events.outbox.drain(); // sends, and deletes the settled markers now
     };
+    await settled(); // the registration above leaves nothing pending
     const before = counts();
     const state = await registerDevice(stack.deviceEndpoint, stack.idScope, id, deriveKey(groupKey, id));
     expect(state.status).toBe('assigned');
