@@ -1,22 +1,16 @@
 // The Event Hubs path through the official producer client against a local AMQP double: CloudEvents arrive, batched
 // by partition key; during an outage the outbox backs off and delivers everything once the double is back.
-import { randomBytes } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-
-import type { IndividualEnrollment } from '../../shared/domain/enrollment';
 import { registrationKey } from '../../shared/domain/registrationId';
-import { Outbox } from '../../shared/events/outbox';
 import type { StoredRegistration } from '../../shared/storage/devices';
-import { DeviceRepository } from '../../shared/storage/devices';
-import type { EnrollmentTable } from '../../shared/storage/enrollmentTable';
-import { createTables } from '../../shared/storage/tables';
 
 import type { CloudEvent } from '../../shared/events/catalogue';
 import { registrationAccepted } from '../../shared/events/catalogue';
 import { CLOUDEVENTS_CONTENT_TYPE, EventHubsSink } from '../../shared/events/sinks';
 import type { EventHubsDouble } from '../support/eventHubsDouble';
 import { startEventHubsDouble } from '../support/eventHubsDouble';
+import { outboxOf, outboxTables } from '../support/outbox';
 
 const origin = { source: 'https://dps.test', clock: () => new Date() };
 const accepted = (registrationId: string): CloudEvent =>
@@ -58,25 +52,12 @@ describe('Event Hubs sink (official EventHubProducerClient) against an AMQP doub
 describe('Outbox → Event Hubs double: an outage during a burst loses nothing', () => {
   it('every committed event arrives once the double is back; repeats carry the same id', async () => {
     const double = await startEventHubsDouble();
-    const tables = createTables({
-      connectionString: inject('tablesConnectionString'),
-      prefix: `o${randomBytes(4).toString('hex')}`,
-    });
-    await tables.ensure();
+    const { tables, devices } = await outboxTables();
     const sink = new EventHubsSink(
       { kind: 'connectionString', connectionString: double.connectionString },
       { retryOptions: { maxRetries: 1, retryDelayInMs: 50, maxRetryDelayInMs: 200, timeoutInMs: 2000 } },
     );
-    const outbox = new Outbox({
-      table: tables.outbox,
-      recentEvents: (partition) => devices.recentEvents(partition),
-      sink,
-      confirm: (events) => Promise.resolve([...events]),
-      sweepAfterMs: 0,
-      settleAfterMs: 0,
-      log: () => undefined,
-    });
-    const devices = new DeviceRepository(tables.devices, {} as EnrollmentTable<IndividualEnrollment>);
+    const outbox = outboxOf(tables, devices, sink);
     try {
       double.setOutage(true);
       const committed: CloudEvent[] = [];

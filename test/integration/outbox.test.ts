@@ -3,20 +3,19 @@
 // registration state keeps its events, and what a dead instance left is delivered by the next one's sweep.
 import { randomBytes } from 'node:crypto';
 
-import { describe, expect, inject, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 
 import type { IndividualEnrollment } from '../../shared/domain/enrollment';
 import { registrationKey } from '../../shared/domain/registrationId';
 import type { CloudEvent } from '../../shared/events/catalogue';
 import { registrationAccepted } from '../../shared/events/catalogue';
-import type { OutboxOptions } from '../../shared/events/outbox';
-import { Outbox } from '../../shared/events/outbox';
 import type { EventSink } from '../../shared/events/sinks';
 import type { StoredRegistration } from '../../shared/storage/devices';
 import { DeviceRepository } from '../../shared/storage/devices';
 import type { EnrollmentTable } from '../../shared/storage/enrollmentTable';
 import type { Tables } from '../../shared/storage/tables';
-import { createTables, tableRequestCounter } from '../../shared/storage/tables';
+import { tableRequestCounter } from '../../shared/storage/tables';
+import { outboxOf, outboxTables as setUp } from '../support/outbox';
 
 const origin = { source: 'https://dps.test', clock: () => new Date() };
 const accepted = (registrationId: string): CloudEvent =>
@@ -45,28 +44,6 @@ class RecordingSink implements EventSink {
   close(): Promise<void> {
     return Promise.resolve();
   }
-}
-
-async function setUp(): Promise<{ tables: Tables; devices: DeviceRepository }> {
-  const tables = createTables({
-    connectionString: inject('tablesConnectionString'),
-    prefix: `ob${randomBytes(4).toString('hex')}`,
-  });
-  await tables.ensure();
-  return { tables, devices: new DeviceRepository(tables.devices, {} as EnrollmentTable<IndividualEnrollment>) };
-}
-
-function outboxOf(tables: Tables, devices: DeviceRepository, sink: EventSink, more: Partial<OutboxOptions> = {}) {
-  return new Outbox({
-    table: tables.outbox,
-    recentEvents: (partition) => devices.recentEvents(partition),
-    sink,
-    confirm: (events) => Promise.resolve([...events]),
-    sweepAfterMs: 0,
-    settleAfterMs: 0,
-    log: () => undefined,
-    ...more,
-  });
 }
 
 async function markers(tables: Tables): Promise<{ partitions?: string }[]> {
