@@ -52,6 +52,9 @@ export interface BenchReport {
   failed: number;
 }
 
+/** 'cpu other' above this (% of one core) marks a scenario as measured on a busy machine. */
+const NOISY_OTHER_CPU_PERCENT = 25;
+
 export function eventsRatios(scenarios: readonly ScenarioResult[]): BenchReport['eventsRatios'] {
   const firsts = scenarios.filter(
     (s, i) =>
@@ -392,6 +395,20 @@ export function formatText(report: BenchReport): string {
 
   if (report.notAvailable.length > 0) out.push('', 'Not available yet (extension points in bench/scenarios.ts):');
   for (const p of report.notAvailable) out.push(`  ${p.name} (${p.unit}s/s): not available yet — needs ${p.needs}`);
+
+  // Other processes taking CPU while a scenario ran (a build, a test run) skew it, and more so its ratios.
+  const noisy = report.scenarios.filter((s) => (s.cpuPercent.other ?? 0) > NOISY_OTHER_CPU_PERCENT);
+  if (noisy.length > 0) {
+    out.push(
+      '',
+      `NOISY RUN: in ${noisy.length} scenario(s) the rest of the machine used more than ${NOISY_OTHER_CPU_PERCENT} % of a core ` +
+        `('cpu other'); their figures and ratios are not comparable — rerun on a quiet machine:`,
+      ...noisy.map(
+        (s) =>
+          `  ${s.scenario}${s.events ? '' : ' [events off]'} c=${s.concurrency}: ${f(s.cpuPercent.other ?? 0, 0)}%`,
+      ),
+    );
+  }
 
   const failures = report.scenarios.filter((s) => s.failed > 0);
   out.push('', report.failed === 0 ? 'All operations succeeded.' : `${report.failed} operation(s) FAILED:`);
