@@ -68,10 +68,12 @@ export function presentedMechanism(request: DeviceRequest): Mechanism | undefine
 }
 
 /**
- * The attestor for this request. An individual enrollment's attestation type is authoritative for its device (a SAS
- * poll of a TPM device goes to the TPM attestor); otherwise the credential the request presents decides. A bare SAS
- * can never satisfy an X.509 enrollment: it goes to the symmetric-key attestor, which refuses it exactly as it refuses
- * an unknown registration ID (same message, same work), so enrolled X.509 devices cannot be found by asking.
+ * The attestor for this request. An individual enrollment's attestation type decides when the request presents that
+ * mechanism's credential, or a SAS to a TPM enrollment (a TPM device's re-sent PUT and polls carry a SAS signed in the
+ * TPM); otherwise the credential the request presents decides. A credential the enrolled mechanism can never accept
+ * (a SAS for X.509, a TPM key or a certificate for another mechanism) goes to its own attestor, which refuses it
+ * exactly as it refuses an unknown registration ID (same message, same work): answering in the enrolled mechanism's
+ * terms ("the SharedAccessSignature is missing") would tell an unauthenticated caller which IDs are enrolled, and how.
  */
 export function chooseAttestor(
   attestors: Attestors,
@@ -80,8 +82,7 @@ export function chooseAttestor(
 ): Attestor {
   const enrolled = individual?.attestation.type;
   const presented = presentedMechanism(request);
-  const authoritative =
-    enrolled !== undefined && enrolled !== 'none' && !(enrolled === 'x509' && presented === 'symmetricKey');
+  const authoritative = enrolled === presented || (enrolled === 'tpm' && presented === 'symmetricKey');
   const mechanism = authoritative ? enrolled : presented;
   if (mechanism === undefined) throw noCredential();
   const attestor = attestors[mechanism];

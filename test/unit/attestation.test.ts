@@ -45,9 +45,16 @@ describe('choosing the attestor', () => {
   it("an individual enrollment's attestation type is authoritative (a SAS poll of a TPM device goes to TPM)", () => {
     expect(chooseAttestor(attestors, { ...base, sasToken: sas }, enrolled('tpm')).mechanism).toBe('tpm');
     expect(chooseAttestor(attestors, { ...base, clientCertificate: 'MII' }, enrolled('x509')).mechanism).toBe('x509');
+  });
+
+  it('a credential the enrolled mechanism can never accept goes to its own attestor (no hint what is enrolled)', () => {
+    const tpm = { endorsementKey: 'AAAA' };
     expect(chooseAttestor(attestors, { ...base, clientCertificate: 'MII' }, enrolled('symmetricKey')).mechanism).toBe(
-      'symmetricKey',
+      'x509',
     );
+    expect(chooseAttestor(attestors, { ...base, clientCertificate: 'MII' }, enrolled('tpm')).mechanism).toBe('x509');
+    expect(chooseAttestor(attestors, { ...base, tpm }, enrolled('symmetricKey')).mechanism).toBe('tpm');
+    expect(chooseAttestor(attestors, { ...base, tpm }, enrolled('x509')).mechanism).toBe('tpm');
   });
 
   it('a bare SAS for an X.509 enrollment is refused as for an unknown ID (same message, same work)', () => {

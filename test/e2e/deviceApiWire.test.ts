@@ -1,0 +1,105 @@
+// The device API's wire contract probed with raw HTTPS where no SDK would go: content types, and refusals that must
+// not tell a caller which registration IDs are enrolled (or with which mechanism).
+import { randomBytes } from 'node:crypto';
+
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import type { Stack } from '../../dev/stack';
+import type { TestCert } from '../../dev/testPki';
+import { makeCert } from '../../dev/testPki';
+import { createSas } from '../../shared/http/sas';
+import type { RawResponse } from '../support/rawHttps';
+import { expectDpsError, rawRequest } from '../support/rawHttps';
+import { newKey, serviceCaller } from '../support/service';
+import { startTestStack } from '../support/stack';
+import { CAPTURED_EK, CAPTURED_SRK, foreignEndorsementKey } from '../support/tpmKeys';
+
+describe('device API wire contract', () => {
+  let stack: Stack;
+  const call = serviceCaller(() => stack);
+  const key = newKey();
+  const certs: Record<string, TestCert> = {};
+
+  const path = (id: string, rest = '/register') =>
+    `/${stack.idScope}/registrations/${id}${rest}?api-version=2019-03-31`;
+  const token = (id: string, k = key) =>
+    createSas(`${stack.idScope}/registrations/${id}`, k, Math.floor(Date.now() / 1000) + 600, 'registration');
+
+  beforeAll(async () => {
+    stack = await startTestStack();
+    for (const cn of ['wire-sym', 'wire-tpm', 'wire-x509', 'wire-nobody']) certs[cn] = await makeCert({ cn });
+    const put = (id: string, attestation: unknown) =>
+      call('PUT', `/enrollments/${id}`, { registrationId: id, attestation }).then((r) => expect(r.status).toBe(200));
+    await put('wire-sym', { type: 'symmetricKey', symmetricKey: { primaryKey: key, secondaryKey: key } });
+    await put('wire-tpm', { type: 'tpm', tpm: { endorsementKey: CAPTURED_EK, storageRootKey: CAPTURED_SRK } });
+    const x509 = certs['wire-x509']?.pem ?? '';
+    await put('wire-x509', { type: 'x509', x509: { clientCertificates: { primary: { certificate: x509 } } } });
+  });
+
+  afterAll(async () => {
+    await stack?.stop();
+  });
+
+  describe('a credential of another mechanism gets the answer an unenrolled ID gets', () => {
+    /** What the caller learns: status, code and message (with the registration ID itself masked). */
+    const seen = (res: RawResponse, id: string) => {
+      const body = res.json as { errorCode: number; message: string };
+      return { status: res.status, errorCode: body.errorCode, message: body.message.replaceAll(id, '<id>') };
+    };
+
+    const withTpmBody = (id: string) =>
+      rawRequest(
+        stack.deviceEndpoint,
+        'PUT',
+        path(id),
+        JSON.stringify({ registrationId: id, tpm: { endorsementKey: foreignEndorsementKey() } }),
+        { 'Content-Type': 'application/json' },
+      );
+    const withCertificate = (id: string) => {
+      const cert = certs[id] ?? certs['wire-nobody'];
+      if (!cert) throw new Error('no certificate');
+      return rawRequest(
+        stack.deviceEndpoint,
+        'PUT',
+        path(id),
+        JSON.stringify({ registrationId: id }),
+        { 'Content-Type': 'application/json' },
+        { cert: cert.pem, key: cert.keyPem },
+      );
+    };
+
+    it('a TPM endorsement key sent for a symmetric-key or X.509 registration ID', async () => {
+      const unknown = seen(await withTpmBody('wire-nobody'), 'wire-nobody');
+      expect(unknown.status).toBe(401);
+      expect(seen(await withTpmBody('wire-sym'), 'wire-sym')).toEqual(unknown);
+      expect(seen(await withTpmBody('wire-x509'), 'wire-x509')).toEqual(unknown);
+    });
+
+    it('a client certificate sent for a symmetric-key or TPM registration ID', async () => {
+      const unknown = seen(await withCertificate('wire-nobody'), 'wire-nobody');
+      expect(unknown.status).toBe(401);
+      expect(seen(await withCertificate('wire-sym'), 'wire-sym')).toEqual(unknown);
+      expect(seen(await withCertificate('wire-tpm'), 'wire-tpm')).toEqual(unknown);
+    });
+
+    it('the enrolled mechanism still works, and a TPM device still polls with its SAS', async () => {
+      const res = await rawRequest(
+        stack.deviceEndpoint,
+        'PUT',
+        path('wire-x509'),
+        '{}',
+        {},
+        {
+          cert: certs['wire-x509']?.pem ?? '',
+          key: certs['wire-x509']?.keyPem ?? '',
+        },
+      );
+      expect(res.status).toBe(202);
+      // A SAS on a TPM registration goes to TPM attestation (no challenge yet), not to the symmetric-key refusal.
+      const tpmPoll = await rawRequest(stack.deviceEndpoint, 'PUT', path('wire-tpm'), '{}', {
+        Authorization: token('wire-tpm', randomBytes(32).toString('base64')),
+      });
+      expectDpsError(tpmPoll, 401, /TPM challenge/);
+    });
+  });
+});
