@@ -9,15 +9,25 @@ export const MAX_BODY_BYTES = 96 * 1024;
 
 /**
  * Parses the JSON body. An empty body is `undefined`; the device SDK sends `{}` even on GET, so callers that expect
- * no body simply ignore it.
+ * no body simply ignore it. `jsonContentTypeOnly`: a non-empty body labelled with a media type other than JSON is a
+ * 415 (DPS documents 415; every SDK labels its bodies `application/json; charset=utf-8`). An unlabelled one is read.
  */
-export async function readJson(request: HttpRequest, maxBytes = MAX_BODY_BYTES): Promise<unknown> {
+export async function readJson(
+  request: HttpRequest,
+  maxBytes = MAX_BODY_BYTES,
+  jsonContentTypeOnly = false,
+): Promise<unknown> {
   const declared = Number(request.headers.get('content-length') ?? '0');
   if (declared > maxBytes) throw tooLarge(maxBytes);
   const bytes = Buffer.from(await request.arrayBuffer());
   if (bytes.length > maxBytes) throw tooLarge(maxBytes);
   const text = bytes.toString('utf8').trim();
   if (text === '') return undefined;
+  const contentType = request.headers.get('content-type');
+  if (jsonContentTypeOnly && contentType !== null && !isJsonMediaType(contentType)) {
+    const shown = contentType.slice(0, 100);
+    throw new DpsError(415, 415001, `The content type '${shown}' is not supported: send application/json.`);
+  }
   let json: unknown;
   try {
     json = JSON.parse(text) as unknown;
@@ -48,6 +58,12 @@ function jsonDepth(root: unknown): number {
     for (const child of Object.values(value)) pending.push([child, depth + 1]);
   }
   return deepest;
+}
+
+/** application/json, text/json or application/*+json, parameters (charset) allowed: what a JSON formatter reads. */
+function isJsonMediaType(contentType: string): boolean {
+  const type = contentType.split(';')[0]?.trim().toLowerCase() ?? '';
+  return type === 'application/json' || type === 'text/json' || /^application\/[\w.+-]+\+json$/.test(type);
 }
 
 function tooLarge(maxBytes: number): DpsError {

@@ -3,7 +3,7 @@ import type { HttpRequest } from '@azure/functions';
 
 import { assertRegistrationId } from '../domain/registrationId';
 import { badRequest } from '../errors';
-import { clientCertificate, isPlainObject, readJson } from '../http/request';
+import { clientCertificate, isPlainObject, MAX_BODY_BYTES, readJson } from '../http/request';
 import type { SasToken } from '../http/sas';
 import { parseSas } from '../http/sas';
 
@@ -31,7 +31,7 @@ export interface DeviceRequest {
 /** Builds the context from route parameters, headers and the `DeviceRegistration` body (which may be empty). */
 export async function deviceRequest(request: HttpRequest, clientCertHeader?: string): Promise<DeviceRequest> {
   const registrationId = assertRegistrationId(request.params.registrationId ?? '');
-  const body = await readJson(request);
+  const body = await readJson(request, MAX_BODY_BYTES, true);
   if (body !== undefined && !isPlainObject(body)) throw badRequest('The request body must be a JSON object.', 1);
   const bodyId = body?.registrationId;
   if (bodyId !== undefined && (typeof bodyId !== 'string' || bodyId.toLowerCase() !== registrationId.toLowerCase())) {

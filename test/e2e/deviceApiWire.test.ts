@@ -40,6 +40,39 @@ describe('device API wire contract', () => {
     await stack?.stop();
   });
 
+  describe('content type (DPS documents 415)', () => {
+    const put = (body: string, contentType?: string) =>
+      rawRequest(stack.deviceEndpoint, 'PUT', path('wire-sym'), body, {
+        Authorization: token('wire-sym'),
+        ...(contentType !== undefined ? { 'Content-Type': contentType } : {}),
+      });
+
+    it('a body sent as text/plain, XML or a form is 415, not registered', async () => {
+      const body = JSON.stringify({ registrationId: 'wire-sym' });
+      for (const type of ['text/plain', 'application/xml', 'application/x-www-form-urlencoded']) {
+        const res = await put(body, type);
+        expectDpsError(res, 415, /content type/i);
+        expect((res.json as { errorCode: number }).errorCode).toBe(415001);
+      }
+      expect((await call('GET', '/registrations/wire-sym')).status).toBe(404);
+    });
+
+    it('JSON media types the SDKs send (any case, with parameters) are accepted', async () => {
+      const body = JSON.stringify({ registrationId: 'wire-sym' });
+      for (const type of ['application/json; charset=utf-8', 'application/json', 'Application/JSON;charset=UTF-8']) {
+        expect((await put(body, type)).status).toBe(202);
+      }
+    });
+
+    it('an empty body needs no content type (the C# status lookup sends none)', async () => {
+      const res = await rawRequest(stack.deviceEndpoint, 'POST', path('wire-sym', ''), undefined, {
+        Authorization: token('wire-sym'),
+      });
+      expect(res.status).toBe(200);
+      expect(res.json).toMatchObject({ registrationId: 'wire-sym', status: 'assigned' });
+    });
+  });
+
   describe('a credential of another mechanism gets the answer an unenrolled ID gets', () => {
     /** What the caller learns: status, code and message (with the registration ID itself masked). */
     const seen = (res: RawResponse, id: string) => {
