@@ -73,6 +73,26 @@ describe('device API wire contract', () => {
     });
   });
 
+  it("202 answers carry Location, the operation's URL (spec: RegisterDevice and OperationStatusLookup 202)", async () => {
+    const id = 'wire-sym';
+    const put = await rawRequest(stack.deviceEndpoint, 'PUT', path(id), JSON.stringify({ registrationId: id }), {
+      Authorization: token(id),
+      'Content-Type': 'application/json',
+    });
+    expect(put.status).toBe(202);
+    const { operationId } = put.json as { operationId: string };
+    const location = new URL(String(put.headers.location));
+    expect(location.origin).toBe(`https://${stack.deviceEndpoint}`);
+    expect(location.pathname).toBe(`/${stack.idScope}/registrations/${id}/operations/${operationId}`);
+    expect(location.searchParams.get('api-version')).toBe('2019-03-31');
+    const poll = await rawRequest(stack.deviceEndpoint, 'GET', `${location.pathname}${location.search}`, undefined, {
+      Authorization: token(id),
+    });
+    expect(poll.status).toBe(200);
+    expect(poll.json).toMatchObject({ operationId, status: 'assigned' });
+    expect(poll.headers.location).toBeUndefined();
+  });
+
   describe('a credential of another mechanism gets the answer an unenrolled ID gets', () => {
     /** What the caller learns: status, code and message (with the registration ID itself masked). */
     const seen = (res: RawResponse, id: string) => {
