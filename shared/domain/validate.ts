@@ -327,17 +327,47 @@ function parseReprovision(value: unknown): ReprovisionPolicy {
   };
 }
 
-/** A twin section, within the size (and, for what goes to the hub, the nesting) IoT Hub allows (twinSize.ts). */
-function twinCollection(value: unknown, field: string, maxBytes: number, hubDepth = false): TwinCollection {
-  const collection = object(value, field);
+/**
+ * A twin section, within the size IoT Hub allows (twinSize.ts); for what goes to the hub, also its nesting and key
+ * rules. A section as IoT Hub and DPS show it carries `$metadata` and `$version` at its top: read-only, dropped.
+ */
+function twinCollection(value: unknown, field: string, maxBytes: number, forHub = false): TwinCollection {
+  let collection = object(value, field);
+  if (forHub) collection = Object.fromEntries(Object.entries(collection).filter(([k]) => !TWIN_READ_ONLY.has(k)));
   const size = twinSize(collection);
   if (size > maxBytes)
     throw invalid(field, `is ${size} bytes as IoT Hub counts them; at most ${maxBytes} are allowed.`);
-  const depth = hubDepth ? twinDepth(collection) : 0;
+  if (!forHub) return collection;
+  const depth = twinDepth(collection);
   if (depth > TWIN_MAX_DEPTH) {
     throw invalid(field, `nests objects ${depth} levels deep; IoT Hub allows at most ${TWIN_MAX_DEPTH}.`);
   }
+  const bad = twinKeyProblem(collection);
+  if (bad) throw invalid(field, `has the key '${bad.slice(0, 100)}': ${TWIN_KEY_RULE}`);
   return collection;
+}
+
+const TWIN_READ_ONLY = new Set(['$metadata', '$version']);
+const TWIN_KEY_RULE = "IoT Hub twin keys are at most 1 KB and contain no '.', '$', space or control characters.";
+// eslint-disable-next-line no-control-regex -- C0 and C1 control characters are what IoT Hub refuses in keys
+const TWIN_KEY_FORBIDDEN = /[.$ \u0000-\u001f\u007f-\u009f]/;
+
+/** The first key (at any depth, arrays included) IoT Hub would refuse; nesting is already bounded (twinDepth). */
+function twinKeyProblem(value: unknown): string | undefined {
+  if (typeof value !== 'object' || value === null) return undefined;
+  if (Array.isArray(value)) {
+    for (const item of value) {
+      const bad = twinKeyProblem(item);
+      if (bad !== undefined) return bad;
+    }
+    return undefined;
+  }
+  for (const [key, item] of Object.entries(value)) {
+    if (TWIN_KEY_FORBIDDEN.test(key) || Buffer.byteLength(key, 'utf8') > 1024) return key;
+    const bad = twinKeyProblem(item);
+    if (bad !== undefined) return bad;
+  }
+  return undefined;
 }
 
 function hubHostName(value: string, field: string): string {

@@ -153,6 +153,20 @@ describe('service API: authorization, validation, configuration', () => {
       );
     });
 
+    it("initial twin keys IoT Hub would refuse ('.', '$', space) are a 400 at enrollment, not at every registration", async () => {
+      expectDpsError(
+        await put('v6', { attestation: { type: 'symmetricKey' }, initialTwin: { tags: { 'site.name': 'lab' } } }),
+        400,
+        /initialTwin\.tags.*'site\.name'/,
+      );
+      const ok = await put('v6', {
+        attestation: { type: 'symmetricKey' },
+        initialTwin: { properties: { desired: { interval: 5, $metadata: {}, $version: 3 } } },
+      });
+      expect(ok.status).toBe(200);
+      expect((ok.json as { initialTwin: unknown }).initialTwin).toEqual({ properties: { desired: { interval: 5 } } });
+    });
+
     it('bad paging headers and continuation tokens', async () => {
       expectDpsError(await call('POST', '/enrollments/query', { query: '*' }, { 'x-ms-max-item-count': 'ten' }), 400);
       expectDpsError(await call('POST', '/enrollments/query', { query: '*' }, { 'x-ms-continuation': 'garbage' }), 400);

@@ -445,6 +445,36 @@ describe('parseIndividualEnrollment: every error names its field', () => {
     );
   });
 
+  it("initial twin keys follow IoT Hub's rules: no '.', '$', space or control characters, at most 1 KB", () => {
+    // IoT Hub refuses such keys in tags and desired properties, so every registration would fail at the hub.
+    const cases: [Record<string, unknown>, string][] = [
+      [{ tags: { 'floor.3': 1 } }, 'initialTwin.tags'],
+      [{ tags: { site: { 'has space': true } } }, 'initialTwin.tags'],
+      [{ properties: { desired: { $interval: 5 } } }, 'initialTwin.properties.desired'],
+      [{ properties: { desired: { list: [{ 'a\u0001': 1 }] } } }, 'initialTwin.properties.desired'],
+      [{ tags: { ['k'.repeat(1025)]: 1 } }, 'initialTwin.tags'],
+    ];
+    for (const [initialTwin, field] of cases) {
+      expect(() => parseIndividualEnrollment(individual({ initialTwin }), 'device-1')).toThrow(field);
+    }
+    expect(() => parseEnrollmentGroup(group({ initialTwin: { tags: { 'a.b': 1 } } }), 'group-1')).toThrow(
+      /initialTwin\.tags.*'a\.b'/,
+    );
+    const fine = { tags: { ['k'.repeat(1024)]: 1, 'dash-and_under:score': { ok: 'x.y $z' } } };
+    expect(parseIndividualEnrollment(individual({ initialTwin: fine }), 'device-1').initialTwin).toEqual(fine);
+  });
+
+  it("an initial twin's $metadata and $version (a twin as DPS and IoT Hub show it) are read-only and dropped", () => {
+    const shown = {
+      tags: { site: 'lab', $version: 2 },
+      properties: { desired: { interval: 30, $metadata: { $lastUpdated: '2024-01-01T00:00:00Z' }, $version: 1 } },
+    };
+    expect(parseIndividualEnrollment(individual({ initialTwin: shown }), 'device-1').initialTwin).toEqual({
+      tags: { site: 'lab' },
+      properties: { desired: { interval: 30 } },
+    });
+  });
+
   it('static allocation counts the legacy iotHubHostName when iotHubs is empty', () => {
     expect(
       parseIndividualEnrollment(
