@@ -66,11 +66,15 @@ export class RegistrationStateManager {
   }
 }
 
-/** DeviceRegistrationState: the committed state; `assigning` while an operation is under way. */
+/**
+ * DeviceRegistrationState: the committed state; `assigning` while an operation is under way. Without a TPM device's
+ * `tpm.authenticationKey`: the hub key wrapped for that device, its own (DPS's DeviceRegistrationState has no `tpm`).
+ */
 function view(record: Versioned<StoredRegistration>): Record<string, unknown> {
   const { state, operation } = record.value;
+  const { tpm: _deviceOnly, ...shown } = state;
   return {
-    ...state,
+    ...shown,
     ...(operation.status === 'assigning' ? { status: 'assigning' } : {}),
     etag: publicEtag(record.etag),
   };
