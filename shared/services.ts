@@ -151,10 +151,20 @@ export function createServices(cfg: Config): { ready: Promise<void>; services: S
     changed: invalidateCaches,
   });
   const checkCas = () => certificates.caReferenceCheck();
+  const registrations = new RegistrationStateManager(devices, auth, events);
   const management = {
-    enrollments: new EnrollmentManager(individualKind, enrollments, auth, clock, invalidateCaches, events, checkCas),
+    enrollments: new EnrollmentManager(
+      individualKind,
+      enrollments,
+      auth,
+      clock,
+      invalidateCaches,
+      events,
+      checkCas,
+      (id) => registrations.stateOf(id),
+    ),
     groups: new EnrollmentManager(groupKind, groups, auth, clock, invalidateCaches, events, checkCas),
-    registrations: new RegistrationStateManager(devices, auth, events),
+    registrations,
     configuration: new ConfigurationManager({
       store: configuration,
       auth,

@@ -81,13 +81,19 @@ export class EnrollmentManager<T extends EnrollmentCommon> {
      * what it reads is read once for all the items of a bulk operation.
      */
     private readonly newCheck: () => (enrollment: T) => Promise<void> = () => async () => {},
+    /**
+     * Individual enrollments: the device's registration state, which DPS's GET carries in the read-only
+     * `registrationState` (its query does not: Azure/azure-iot-sdk-csharp#3478).
+     */
+    private readonly registrationState?: (id: string) => Promise<Record<string, unknown> | undefined>,
   ) {}
 
   async get(request: ServiceRequest, id: string): Promise<JsonResult> {
     await this.auth.require(request, 'EnrollmentRead');
-    const current = await this.table.get(this.validId(id));
+    const valid = this.validId(id);
+    const [current, state] = await Promise.all([this.table.get(valid), this.registrationState?.(valid)]);
     if (!current) throw this.notFound(id);
-    return { status: 200, body: this.view(current) };
+    return { status: 200, body: { ...this.view(current), ...(state ? { registrationState: state } : {}) } };
   }
 
   /** PUT: an upsert, or a conditional replace with If-Match. Keys left out are kept (or generated when new). */

@@ -28,6 +28,12 @@ export class RegistrationStateManager {
     return { status: 200, body: view(current) };
   }
 
+  /** The DeviceRegistrationState an individual enrollment's GET carries (its caller is authorized already). */
+  async stateOf(registrationId: string): Promise<Record<string, unknown> | undefined> {
+    const current = await this.devices.getRegistration(registrationId);
+    return current ? view(current) : undefined;
+  }
+
   async delete(request: ServiceRequest, registrationId: string): Promise<JsonResult> {
     await this.auth.require(request, 'RegistrationStatusWrite');
     const etag = request.ifMatch === undefined ? '*' : rowEtag(request.ifMatch);

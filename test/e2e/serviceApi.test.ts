@@ -261,6 +261,25 @@ describe('service API with the official service SDK', () => {
     expect(state.deviceId).toBe('thermostat-7');
   });
 
+  it("GET of an individual enrollment carries its device's registrationState, as DPS's does (not the query)", async () => {
+    // DPS fills the read-only IndividualEnrollment.registrationState on GET (Azure/azure-iot-sdk-csharp#3478).
+    const enrollment = remember((await dps.getIndividualEnrollment('svc-device-7')).responseBody);
+    expect(enrollment.registrationState).toMatchObject({
+      registrationId: 'svc-device-7',
+      deviceId: 'thermostat-7',
+      status: 'assigned',
+      substatus: 'initialAssignment',
+      assignedHub: expect.any(String) as unknown,
+      etag: expect.any(String) as unknown,
+    });
+    const state = (await dps.getDeviceRegistrationState('svc-device-7')).responseBody;
+    expect(enrollment.registrationState).toEqual(state);
+    // Written back as read, it is ignored; an enrollment whose device never registered has none.
+    const written = (await dps.createOrUpdateIndividualEnrollment(enrollment)).responseBody;
+    expect(written.registrationId).toBe('svc-device-7');
+    expect((await dps.getIndividualEnrollment('svc-dev-1')).responseBody).not.toHaveProperty('registrationState');
+  });
+
   it('no GET or query response carried a symmetric key', async () => {
     const keys: string[] = [];
     for (const id of ['svc-dev-1', 'svc-device-7', 'filter-off']) {
