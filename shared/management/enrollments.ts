@@ -104,7 +104,9 @@ export class EnrollmentManager<T extends EnrollmentCommon> {
     const ifMatch = request.ifMatch === undefined ? undefined : rowEtag(request.ifMatch);
     const saved = await this.write(id, incoming, ifMatch);
     this.changed();
-    return { status: 200, body: this.view(saved) };
+    // As DPS, the answer is the enrollment as written, symmetric keys included (kept or generated): az CLI's
+    // `iot dps enrollment update` prints it and its live tests check the key there. GET and query never show keys.
+    return { status: 200, body: this.view(saved, true) };
   }
 
   /**
@@ -265,12 +267,12 @@ export class EnrollmentManager<T extends EnrollmentCommon> {
     };
   }
 
-  /** What GET and query show: no symmetric keys, X.509 certificate info without the certificates. */
-  private view(enrollment: Versioned<T>): Record<string, unknown> {
+  /** What GET and query show: no symmetric keys (a PUT's answer has them), X.509 certificate info only. */
+  private view(enrollment: Versioned<T>, withKeys = false): Record<string, unknown> {
     const { attestation, customAllocationDefinition: custom, ...rest } = enrollment.value;
     return {
       ...rest,
-      attestation: redact(attestation),
+      attestation: withKeys && attestation.type === 'symmetricKey' ? attestation : redact(attestation),
       // The webhook URL's query (an Azure Functions key, `?code=`) is masked as DPS masks it: `?****`.
       ...(custom ? { customAllocationDefinition: { ...custom, webhookUrl: redactUrl(custom.webhookUrl) } } : {}),
       etag: enrollmentEtag(enrollment.etag),

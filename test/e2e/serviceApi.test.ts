@@ -46,19 +46,18 @@ describe('service API with the official service SDK', () => {
     return body;
   };
 
-  it('creates an enrollment, generating 64-byte keys, and never returns them from GET', async () => {
-    const created = remember(
-      (
-        await dps.createOrUpdateIndividualEnrollment({
-          registrationId: 'svc-dev-1',
-          attestation: symmetric(),
-        } as IndividualEnrollment)
-      ).responseBody,
-    );
+  it('creates an enrollment, generating 64-byte keys: the PUT answer shows them (as DPS), GET never does', async () => {
+    // Not remembered: like DPS, a PUT answers with the enrollment as written, keys included (az CLI's live tests
+    // check `attestation.symmetricKey.primaryKey` in `iot dps enrollment update`'s output, which is that answer).
+    const created = (
+      await dps.createOrUpdateIndividualEnrollment({
+        registrationId: 'svc-dev-1',
+        attestation: symmetric(),
+      } as IndividualEnrollment)
+    ).responseBody;
     expect(created.registrationId).toBe('svc-dev-1');
     expect(created.provisioningStatus).toBe('enabled');
     expect(created.etag).toMatch(/^".+"$/);
-    expect(created.attestation.symmetricKey).toEqual({});
 
     const fetched = remember((await dps.getIndividualEnrollment('svc-dev-1')).responseBody);
     expect(fetched.attestation).toEqual({ type: 'symmetricKey', symmetricKey: {} });
@@ -67,24 +66,24 @@ describe('service API with the official service SDK', () => {
     const primary = mechanism.symmetricKey?.primaryKey ?? '';
     expect(Buffer.from(primary, 'base64')).toHaveLength(64);
     expect(mechanism.symmetricKey?.secondaryKey).not.toBe(primary);
+    expect(created.attestation).toEqual(mechanism);
   });
 
   it('updates with a matching etag, keeps the keys, and rejects a stale etag with 412', async () => {
     const before = (await dps.getIndividualEnrollmentAttestationMechanism('svc-dev-1')).responseBody;
     const current = (await dps.getIndividualEnrollment('svc-dev-1')).responseBody;
-    const updated = remember(
-      (
-        await dps.createOrUpdateIndividualEnrollment({
-          ...current,
-          initialTwin: { tags: { floor: 3 } },
-        } as unknown as IndividualEnrollment)
-      ).responseBody,
-    );
+    const updated = (
+      await dps.createOrUpdateIndividualEnrollment({
+        ...current,
+        initialTwin: { tags: { floor: 3 } },
+      } as unknown as IndividualEnrollment)
+    ).responseBody;
     expect(updated.etag).not.toBe(current.etag);
     expect(updated.initialTwin).toEqual({ tags: { floor: 3 } });
     expect(updated.createdDateTimeUtc).toBe(current.createdDateTimeUtc);
     const after = (await dps.getIndividualEnrollmentAttestationMechanism('svc-dev-1')).responseBody;
     expect(after).toEqual(before);
+    expect(updated.attestation).toEqual(before);
 
     await expect(dps.createOrUpdateIndividualEnrollment(current)).rejects.toMatchObject({
       responseBody: expect.stringContaining('412') as unknown,
@@ -111,18 +110,16 @@ describe('service API with the official service SDK', () => {
 
   it('manages enrollment groups: create, get, attestation mechanism, update, delete', async () => {
     const groupKey = newKey();
-    const created = remember(
-      (
-        await dps.createOrUpdateEnrollmentGroup({
-          enrollmentGroupId: 'svc-group-1',
-          attestation: symmetric(groupKey),
-          reprovisionPolicy: { updateHubAssignment: true, migrateDeviceData: true },
-        } as EnrollmentGroup)
-      ).responseBody,
-    );
-    expect(created.attestation.symmetricKey).toEqual({});
+    const created = (
+      await dps.createOrUpdateEnrollmentGroup({
+        enrollmentGroupId: 'svc-group-1',
+        attestation: symmetric(groupKey),
+        reprovisionPolicy: { updateHubAssignment: true, migrateDeviceData: true },
+      } as EnrollmentGroup)
+    ).responseBody;
     const mechanism = (await dps.getEnrollmentGroupAttestationMechanism('svc-group-1')).responseBody;
     expect(mechanism.symmetricKey?.primaryKey).toBe(groupKey);
+    expect(created.attestation).toEqual(mechanism);
     const fetched = remember((await dps.getEnrollmentGroup('svc-group-1')).responseBody);
     const disabled = (await dps.createOrUpdateEnrollmentGroup({ ...fetched, provisioningStatus: 'disabled' }))
       .responseBody;
@@ -280,7 +277,7 @@ describe('service API with the official service SDK', () => {
     expect((await dps.getIndividualEnrollment('svc-dev-1')).responseBody).not.toHaveProperty('registrationState');
   });
 
-  it('no GET or query response carried a symmetric key', async () => {
+  it('no GET or query response carried a symmetric key (PUT answers do, as in DPS)', async () => {
     const keys: string[] = [];
     for (const id of ['svc-dev-1', 'svc-device-7', 'filter-off']) {
       const m = (await dps.getIndividualEnrollmentAttestationMechanism(id)).responseBody;
