@@ -37,6 +37,13 @@ export async function deviceRequest(request: HttpRequest, clientCertHeader?: str
   if (bodyId !== undefined && (typeof bodyId !== 'string' || bodyId.toLowerCase() !== registrationId.toLowerCase())) {
     throw badRequest('The registrationId in the body does not match the registrationId in the path.', 3);
   }
+  // Certificate issuance (2025-07-01-preview `csr`, the older preview's `clientCertificateCsr`) needs Azure Device
+  // Registry: refused plainly, not ignored (the device would wait for an issuedCertificateChain that never comes).
+  for (const field of ['csr', 'clientCertificateCsr']) {
+    if (body?.[field] !== undefined && body[field] !== null) {
+      throw badRequest(`Certificate issuance ('${field}') is not supported by this service: register without it.`);
+    }
+  }
   const cert = clientCertificate(request, clientCertHeader);
   const authorization = request.headers.get('authorization');
   const tpm = tpmBody(body?.tpm);

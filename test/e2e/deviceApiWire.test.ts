@@ -73,6 +73,17 @@ describe('device API wire contract', () => {
     });
   });
 
+  it('a certificate signing request (csr, clientCertificateCsr) is a 400 saying issuance is not supported', async () => {
+    for (const field of ['csr', 'clientCertificateCsr']) {
+      const body = JSON.stringify({ registrationId: 'wire-sym', [field]: 'MIIBCjCBsQIBADA' });
+      const res = await rawRequest(stack.deviceEndpoint, 'PUT', path('wire-sym'), body, {
+        Authorization: token('wire-sym'),
+        'Content-Type': 'application/json',
+      });
+      expectDpsError(res, 400, new RegExp(`issuance \\('${field}'\\) is not supported`));
+    }
+  });
+
   it("202 answers carry Location, the operation's URL (spec: RegisterDevice and OperationStatusLookup 202)", async () => {
     const id = 'wire-sym';
     const put = await rawRequest(stack.deviceEndpoint, 'PUT', path(id), JSON.stringify({ registrationId: id }), {
