@@ -28,7 +28,7 @@ export async function serviceRequest(request: HttpRequest): Promise<ServiceReque
     ...(ifMatch ? { ifMatch } : {}),
     pageSize: pageSize(request.headers.get('x-ms-max-item-count')),
     ...(continuation ? { continuationToken: continuationToken(continuation) } : {}),
-    body: await readJson(request, MAX_SERVICE_BODY_BYTES),
+    body: await readJson(request, MAX_SERVICE_BODY_BYTES, true),
   };
 }
 

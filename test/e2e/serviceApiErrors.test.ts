@@ -93,6 +93,17 @@ describe('service API: authorization, validation, configuration', () => {
       expectDpsError(await call('PUT', '/enrollments/v1', '{"registrationId": "v1",'), 400, /not valid JSON/);
     });
 
+    it('a body labelled with a media type other than JSON is 415/415001, nothing written', async () => {
+      const body = { registrationId: 'ct-1', attestation: { type: 'symmetricKey' } };
+      const res = await call('PUT', '/enrollments/ct-1', body, { 'Content-Type': 'text/plain' });
+      expectDpsError(res, 415, /content type/i);
+      expect((res.json as { errorCode: number }).errorCode).toBe(415001);
+      expect((await call('GET', '/enrollments/ct-1')).status).toBe(404);
+      expect(
+        (await call('PUT', '/enrollments/ct-1', body, { 'Content-Type': 'Application/JSON; charset=UTF-8' })).status,
+      ).toBe(200);
+    });
+
     it('unknown fields, also nested', async () => {
       expectDpsError(
         await put('v1', { registrationId: 'v1', attestation: { type: 'symmetricKey' }, colour: 'red' }),
