@@ -58,6 +58,8 @@ export interface Services {
     registrations: RegistrationStateManager;
     configuration: ConfigurationManager;
     certificates: CertificateManager;
+    /** Who signed a service request; each operation still checks its right. */
+    auth: ServiceAuthorizer;
   };
   /** Drops this instance's cached groups, configuration and recent attestations, after it changed them itself. */
   invalidateCaches(): void;
@@ -177,6 +179,7 @@ export function createServices(cfg: Config): { ready: Promise<void>; services: S
       rewrapDataKeys: () => secrets.rewrap(),
     }),
     certificates,
+    auth,
   };
   return {
     ready: tables.ensure(),

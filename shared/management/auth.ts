@@ -20,6 +20,14 @@ export class ServiceAuthorizer {
   constructor(private readonly ports: AuthorizerPorts) {}
 
   async require(request: ServiceRequest, right: Right): Promise<void> {
+    const policy = await this.authenticate(request);
+    if (!policy.rights.includes(right)) {
+      throw unauthorized(`The access policy '${policy.name}' does not have the '${right}' right this operation needs.`);
+    }
+  }
+
+  /** The access policy whose key signed the request's token (401 otherwise); its rights are not checked. */
+  async authenticate(request: Pick<ServiceRequest, 'authorization' | 'host'>): Promise<AccessPolicy> {
     if (request.authorization && /^bearer /i.test(request.authorization)) {
       throw unauthorized('Microsoft Entra tokens are not supported: use a SharedAccessSignature of an access policy.');
     }
@@ -44,8 +52,6 @@ export class ServiceAuthorizer {
         (k) => k !== '' && verifySignature(token, Buffer.from(k, 'base64')),
       );
     if (!policy || !signed) throw unauthorized('The SharedAccessSignature is not valid for any access policy.');
-    if (!policy.rights.includes(right)) {
-      throw unauthorized(`The access policy '${policy.name}' does not have the '${right}' right this operation needs.`);
-    }
+    return policy;
   }
 }

@@ -23,7 +23,8 @@ export function serviceFunction(
     route,
     handler: async (request) => {
       const { management } = await services();
-      return respond(await run(management, await serviceRequest(request), request.params));
+      const context = await serviceRequest(request, (head) => management.auth.authenticate(head));
+      return respond(await run(management, context, request.params));
     },
   });
 }

@@ -170,6 +170,38 @@ describe('input limits and hardening settings (dev stack)', () => {
     });
   });
 
+  describe('service API bodies of unauthenticated callers', () => {
+    it('are not parsed: a forged token with a malformed, too deep or 6 MB body is a 401, never a 400 about the body', async () => {
+      // Parsing first let anyone make an instance spend seconds of CPU and ~1 GB of heap per 16 MB body of `[{},…]`.
+      const forged = createSas(
+        stack.deviceEndpoint,
+        newKey(),
+        Math.floor(Date.now() / 1000) + 3600,
+        'provisioningserviceowner',
+      );
+      const many = `[${Array.from({ length: 2_000_000 }, () => '{}').join(',')}]`;
+      for (const [body, headers] of [
+        ['{', { Authorization: forged }],
+        [nestedText(5000), { Authorization: forged }],
+        [many, { Authorization: forged }],
+        [many, {}],
+      ] as const) {
+        const res = await rawRequest(
+          stack.deviceEndpoint,
+          'PUT',
+          '/enrollments/stranger?api-version=2021-10-01',
+          body,
+          {
+            'Content-Type': 'application/json',
+            ...headers,
+          },
+        );
+        expectDpsError(res, 401);
+      }
+      expectDpsError(await call('PUT', '/enrollments/stranger', '{'), 400, /not valid JSON/);
+    });
+  });
+
   describe('hardening settings', () => {
     it('refuses caller-chosen access-policy keys shorter than 32 bytes', async () => {
       const short = randomBytes(16).toString('base64');
