@@ -95,11 +95,18 @@ describe('TpmAttestor', () => {
 
   it('refuses an EK that is not enrolled, or not the enrolled one', async () => {
     const { attestor, candidates } = setup();
-    await refusal(attestor.attest(request(), { groups: [] }, NOW), /endorsement key is not enrolled/);
+    const unknown = await refusal(attestor.attest(request(), { groups: [] }, NOW), /endorsement key is not enrolled/);
     const symmetric: IndividualEnrollment = { registrationId: REG_ID, attestation: { type: 'symmetricKey' } };
-    await refusal(attestor.attest(request(), { individual: symmetric, groups: [] }, NOW), /not enrolled/);
+    const other = await refusal(attestor.attest(request(), { individual: symmetric, groups: [] }, NOW), /not enrolled/);
     const wrong = request({ tpm: { endorsementKey: foreignEndorsementKey(), storageRootKey: CAPTURED_SRK } });
-    await refusal(attestor.attest(wrong, candidates, NOW), /does not match the one enrolled/);
+    const mismatch = await refusal(attestor.attest(wrong, candidates, NOW), /not enrolled/);
+    // The device sees one answer (no hint which IDs are enrolled); the event detail says which check failed.
+    expect(new Set([unknown.message, other.message, mismatch.message]).size).toBe(1);
+    expect([unknown.detail, other.detail, mismatch.detail]).toEqual([
+      expect.stringMatching(/no TPM individual enrollment/),
+      expect.stringMatching(/uses symmetricKey attestation/),
+      expect.stringMatching(/does not match the enrolled one/),
+    ]);
   });
 
   it('answers a malformed EK or SRK with a 400 naming the field', async () => {
@@ -123,7 +130,13 @@ describe('TpmAttestor', () => {
 
     const reEnrolled = { individual: enrollment({ endorsementKey: foreignEndorsementKey() }), groups: [] };
     const poll = request({ sasToken: sas(key), tpm: undefined });
-    await refusal(attestor.attest(poll, reEnrolled, NOW), /changed after the TPM challenge/);
+    // A bare SAS did not show the enrolled EK: answered as a SAS for an unknown ID, the reason in the detail.
+    const bare = await refusal(attestor.attest(poll, reEnrolled, NOW), /^Unauthorized$/);
+    expect(bare.detail).toMatch(/changed after the TPM challenge/);
+    const stranger = request({ sasToken: sas(someKey), tpm: undefined });
+    expect((await refusal(attestor.attest(stranger, candidates, NOW), /^Unauthorized$/)).detail).toMatch(
+      /not signed with the key/,
+    );
   });
 
   it('a new challenge replaces the old one', async () => {

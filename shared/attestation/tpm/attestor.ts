@@ -28,23 +28,35 @@ export class TpmAttestor implements Attestor {
   async attest(request: DeviceRequest, candidates: AttestationCandidates, now: Date): Promise<Attestation> {
     const enrollment = candidates.individual;
     const enrolled = enrollment?.attestation.type === 'tpm' ? enrollment.attestation.tpm : undefined;
+    // One answer whether the ID is unknown, enrolled for another mechanism or for another EK: a stranger presenting
+    // some EK must not learn which IDs are enrolled. The event says which it was.
+    const notEnrolled = (detail: string) =>
+      unauthorized(`The endorsement key is not enrolled for registration ID '${request.registrationId}'.`, detail);
     if (!enrollment || !enrolled) {
-      throw unauthorized(
-        `The endorsement key is not enrolled: there is no TPM individual enrollment for registration ID ` +
-          `'${request.registrationId}'.`,
+      throw notEnrolled(
+        enrollment
+          ? `wrong mechanism: the individual enrollment uses ${enrollment.attestation.type} attestation, not TPM`
+          : 'no TPM individual enrollment for this registration ID',
       );
     }
     const enrolledEk = enrolledKey(enrolled.endorsementKey);
     // Devices re-send the EK with their SAS (C#, Node, C): it must still be the enrolled one.
     const presentedEk = request.tpm ? bodyKey(request.tpm.endorsementKey, 'tpm.endorsementKey') : undefined;
     if (presentedEk && !presentedEk.tpm2b.equals(enrolledEk.tpm2b)) {
-      throw unauthorized(
-        `The endorsement key does not match the one enrolled for registration ID '${request.registrationId}'.`,
-      );
+      throw notEnrolled('the endorsement key does not match the enrolled one');
     }
     const token = request.sasToken;
     if (token === null) return this.challenge(request, enrollment, enrolledEk, enrolled.storageRootKey, now);
-    return this.verify(request, token, enrollment, enrolledEk, now);
+    // Checked as for any SAS (the symmetric-key attestor gives the same answers for an unknown ID).
+    assertTokenFor(token, resourceOf(request), now, this.maxSasLifetimeSeconds);
+    try {
+      return await this.verify(token, enrollment, enrolledEk, now);
+    } catch (err) {
+      // A bare SAS (a poll) did not show the enrolled EK: answer as the symmetric-key attestor answers a SAS for an
+      // unknown ID, so a SAS made up for any ID does not reveal TPM enrollments. With the EK, the reason is told.
+      if (presentedEk || !(err instanceof DpsError) || err.status !== 401) throw err;
+      throw unauthorized(undefined, err.detail ?? err.message);
+    }
   }
 
   /** No SAS yet: issue a challenge (replacing any earlier one) and answer with it as DPS does, a 401. */
@@ -88,15 +100,16 @@ export class TpmAttestor implements Attestor {
     );
   }
 
-  /** A SAS: it must be signed with the key of this registration's latest, unexpired challenge for the enrolled EK. */
+  /**
+   * A SAS, its resource and expiry checked: it must be signed with the key of this registration's latest, unexpired
+   * challenge for the enrolled EK.
+   */
   private async verify(
-    request: DeviceRequest,
     token: SasToken,
     enrollment: IndividualEnrollment,
     ek: TpmPublicKey,
     now: Date,
   ): Promise<Attestation> {
-    assertTokenFor(token, resourceOf(request), now, this.maxSasLifetimeSeconds);
     const latest = await this.challenges.latest(enrollment.registrationId);
     if (!latest) {
       throw unauthorized(
