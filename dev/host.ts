@@ -45,6 +45,9 @@ export interface DevHostOptions {
    * client plays the front end). Off by default: `npm start`, the tests and Azure never trust a client's header.
    */
   trustClientCertHeader?: boolean;
+  /** How long a client may take to send its request head (10 s), and its whole request (60 s): slowloris. */
+  headersTimeoutMs?: number;
+  requestTimeoutMs?: number;
 }
 
 export interface DevHost {
@@ -101,11 +104,23 @@ export function startDevHost(
   };
   const server = createServer(
     // Ask for a client certificate but let the handler decide: X.509 devices need one, SAS devices have none.
-    { cert: options.tls.cert, key: options.tls.key, requestCert: true, rejectUnauthorized: false },
+    {
+      cert: options.tls.cert,
+      key: options.tls.key,
+      requestCert: true,
+      rejectUnauthorized: false,
+      // Node's defaults (60 s for the head, 300 s for the request, checked every 30 s) let a client that trickles
+      // bytes hold a connection for minutes; these answer it with a 408 (see 'clientError') much sooner.
+      headersTimeout: options.headersTimeoutMs ?? 10_000,
+      requestTimeout: options.requestTimeoutMs ?? 60_000,
+      connectionsCheckingInterval: Math.min(1000, options.headersTimeoutMs ?? 1000),
+    },
     (req, res) => {
       const started = performance.now();
       serve(routes, req, res, certForwarding)
         .catch((err: unknown) => {
+          // The client went away mid-request (or was timed out): nobody to answer, nothing went wrong here.
+          if (req.destroyed && (err as NodeJS.ErrnoException).code === 'ECONNRESET') return void res.destroy();
           const trackingId = randomUUID();
           console.error(
             `[dev host] [${trackingId}] ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`,
@@ -178,8 +193,12 @@ async function serve(
     return writeResponse(res, unmatchedRoute(method, url.toString(), definitions));
   }
 
-  const body = await readBody(req);
-  if (body === undefined) return writeJson(res, 413, errorBody(413001, 'The request body is too large.'));
+  const body = Number(req.headers['content-length'] ?? 0) > MAX_REQUEST_BYTES ? undefined : await readBody(req);
+  if (body === undefined) {
+    // At once, and the connection closed: the rest of the body (it may never end) is not read.
+    res.setHeader('Connection', 'close');
+    return writeJson(res, 413, errorBody(413001, 'The request body is too large.'));
+  }
 
   const { params } = hit;
   const headers: Record<string, string> = {};
@@ -225,15 +244,20 @@ function writeJson(res: ServerResponse, status: number, body: ReturnType<typeof 
   res.end(text);
 }
 
+/** The body, or undefined as soon as it exceeds MAX_REQUEST_BYTES (the rest is left unread). */
 function readBody(req: IncomingMessage): Promise<Buffer | undefined> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
-    req.on('data', (chunk: Buffer) => {
+    const onData = (chunk: Buffer) => {
       size += chunk.length;
-      if (size <= MAX_REQUEST_BYTES) chunks.push(chunk);
-    });
-    req.on('end', () => resolve(size > MAX_REQUEST_BYTES ? undefined : Buffer.concat(chunks)));
+      if (size <= MAX_REQUEST_BYTES) return void chunks.push(chunk);
+      req.off('data', onData);
+      req.pause();
+      resolve(undefined);
+    };
+    req.on('data', onData);
+    req.on('end', () => resolve(Buffer.concat(chunks)));
     req.on('error', reject);
   });
 }

@@ -2,6 +2,7 @@
 import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { request } from 'node:https';
+import { connect } from 'node:tls';
 
 import type { HttpMethod, HttpRequest } from '@azure/functions';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
@@ -79,6 +80,13 @@ function get(
   });
 }
 
+const tlsTo = (port: number) => ({
+  host: '127.0.0.1',
+  port,
+  ca: readFileSync(inject('certs').caCert),
+  servername: 'localhost',
+});
+
 describe('dev host', () => {
   let host: DevHost;
 
@@ -131,6 +139,60 @@ describe('dev host', () => {
     });
     const huge = await get(host.port, 'POST', '/size', { body: 'x'.repeat(MAX_SERVICE_BODY_BYTES + 2 * 1024 * 1024) });
     expect(huge).toMatchObject({ status: 413, json: { errorCode: 413001 } });
+  });
+
+  it('answers a body declared or sent beyond the limit with a 413 at once, without waiting for the rest', async () => {
+    const answer = (headers: Record<string, string>, chunk: Buffer) =>
+      new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const req = request({ ...tlsTo(host.port), method: 'POST', path: '/size', headers }, (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString() }));
+        });
+        req.on('error', (err: NodeJS.ErrnoException) => {
+          if (err.code !== 'EPIPE' && err.code !== 'ECONNRESET') reject(err);
+        });
+        req.write(chunk); // and never the rest: a client streaming gigabytes must not keep the host reading
+      });
+    const declared = await answer({ 'Content-Length': String(10 * 1024 ** 3) }, Buffer.alloc(1024));
+    expect(declared.status).toBe(413);
+    expect(JSON.parse(declared.body)).toMatchObject({ errorCode: 413001 });
+    const streamed = await answer(
+      { 'Transfer-Encoding': 'chunked' },
+      Buffer.alloc(MAX_SERVICE_BODY_BYTES + 2 * 1024 ** 2),
+    );
+    expect(streamed.status).toBe(413);
+  });
+
+  it('closes connections whose request head or body trickles in (slowloris) with a DPS-shaped 408', async () => {
+    const slow = await startDevHost(definitions, {
+      tls: {
+        cert: readFileSync(inject('certs').serverCert, 'utf8'),
+        key: readFileSync(inject('certs').serverKey, 'utf8'),
+      },
+      headersTimeoutMs: 300,
+      requestTimeoutMs: 600,
+    });
+    try {
+      const trickle = (text: string) =>
+        new Promise<string>((resolve, reject) => {
+          const socket = connect({ ...tlsTo(slow.port) }, () => socket.write(text));
+          const chunks: Buffer[] = [];
+          socket.on('data', (c: Buffer) => chunks.push(c));
+          socket.on('close', () => resolve(Buffer.concat(chunks).toString()));
+          socket.on('error', reject);
+        });
+      const [head, body] = await Promise.all([
+        trickle('PUT /items HTTP/1.1\r\nHost: localhost\r\nX-Slow: '),
+        trickle('POST /items HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\n{"a'),
+      ]);
+      for (const answer of [head, body]) {
+        expect(answer).toMatch(/^HTTP\/1\.1 408 /);
+        expect(answer).toMatch(/"errorCode":408000/);
+      }
+    } finally {
+      await slow.close();
+    }
   });
 
   it("answers a URL over Node's 16 KB header limit with a DPS-shaped 431, not an empty one", async () => {
