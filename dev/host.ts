@@ -143,12 +143,12 @@ export function startDevHost(
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
     if (err.code === 'ECONNRESET' || !socket.writable) return void socket.destroy();
     const [status, message] = CLIENT_ERRORS[err.code ?? ''] ?? [400, 'The request is not valid HTTP.'];
-    const text = JSON.stringify(errorBody(status * 1000, message));
-    socket.end(
-      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json; charset=utf-8\r\n` +
-        `Content-Length: ${Buffer.byteLength(text)}\r\nx-ms-error-code: ${status * 1000}\r\nConnection: close\r\n\r\n${text}`,
-    );
+    answerRaw(socket, status, message);
   });
+  // Node hands CONNECT to this event, not to the request handler (and drops the connection if nobody listens).
+  server.on('connect', (_req: IncomingMessage, socket: Duplex) =>
+    answerRaw(socket, 405, 'Method CONNECT is not allowed.'),
+  );
   server.keepAliveTimeout = 30_000;
   return new Promise((resolve, reject) => {
     server.once('error', reject);
@@ -168,13 +168,32 @@ export function startDevHost(
   });
 }
 
+/** A DPS-shaped error written on the raw socket, which is then closed. */
+function answerRaw(socket: Duplex, status: number, message: string): void {
+  const text = JSON.stringify(errorBody(status * 1000, message));
+  socket.end(
+    `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json; charset=utf-8\r\n` +
+      `Content-Length: ${Buffer.byteLength(text)}\r\nx-ms-error-code: ${status * 1000}\r\nConnection: close\r\n\r\n${text}`,
+  );
+}
+
+/** Methods undici's Request (inside HttpRequest) refuses to build: answered as the catch-all answers them. */
+const UNREQUESTABLE = new Set(['CONNECT', 'TRACE', 'TRACK']);
+
 async function serve(
   routes: Route[],
   req: IncomingMessage,
   res: ServerResponse,
   certForwarding: { header: string; trustClient: boolean },
 ): Promise<void> {
-  const url = new URL(req.url ?? '/', `https://${req.headers.host ?? 'localhost'}`);
+  let url: URL;
+  try {
+    url = new URL(req.url ?? '/', `https://${req.headers.host ?? 'localhost'}`);
+  } catch {
+    req.resume();
+    res.setHeader('Connection', 'close');
+    return writeJson(res, 400, errorBody(400000, 'The request URL or Host header is not valid.'));
+  }
   const method = (req.method ?? 'GET').toUpperCase();
   // The first route that serves the method and the path, as the Functions host does: methods are route constraints,
   // so a wrong method falls through to the catch-all.
@@ -186,7 +205,7 @@ async function serve(
       break;
     }
   }
-  if (!hit) {
+  if (!hit || UNREQUESTABLE.has(method)) {
     // No catch-all registered: the same 404/405 it would give.
     req.resume();
     const definitions = routes.map((r) => r.definition);

@@ -323,6 +323,25 @@ describe('the function table', () => {
     expect(wrong.json).toMatchObject({ errorCode: 405000 });
   });
 
+  it('answers TRACE, CONNECT and a Host header that names no host with DPS-shaped 4xx, never a 500', async () => {
+    const send = (head: string) =>
+      new Promise<string>((resolve, reject) => {
+        const socket = connect({ ...tlsTo(stack.host.port) }, () => socket.end(`${head}\r\n\r\n`));
+        const chunks: Buffer[] = [];
+        socket.on('data', (c: Buffer) => chunks.push(c));
+        socket.on('close', () => resolve(Buffer.concat(chunks).toString()));
+        socket.on('error', reject);
+      });
+    const trace = await send(`TRACE /${stack.idScope}/registrations/x/register HTTP/1.1\r\nHost: localhost`);
+    expect(trace).toMatch(/^HTTP\/1\.1 405 [^]*"errorCode":405000/);
+    const connectTo = await send('CONNECT localhost:443 HTTP/1.1\r\nHost: localhost:443');
+    expect(connectTo).toMatch(/^HTTP\/1\.1 4\d\d [^]*"errorCode":4\d{5}/);
+    for (const host of ['a b', '[::1', 'x:y:z']) {
+      const answer = await send(`GET /enrollments/x HTTP/1.1\r\nHost: ${host}`);
+      expect(answer).toMatch(/^HTTP\/1\.1 400 [^]*"errorCode":400000/);
+    }
+  });
+
   it('sends service paths that a device route also matches to the service function, in name order', async () => {
     // `{idScope}/registrations/{registrationId}` (POST) matches these too; with the root policy's token, the service
     // functions answer 404 / 200, where the device function would answer 401.
