@@ -46,6 +46,8 @@ export type Attestation = {
 export interface AttestationCandidates {
   individual?: IndividualEnrollment;
   groups: readonly EnrollmentGroup[];
+  /** The device partition's sealed TPM challenge, read with the enrollment (null: none; undefined: not read). */
+  tpmChallenge?: string | null;
 }
 
 /**

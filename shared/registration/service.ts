@@ -294,7 +294,7 @@ export class RegistrationService {
       const attestor = chooseAttestor(this.ports.attestors, request, individual);
       attestation = await attestor.attest(
         request,
-        { ...(individual ? { individual } : {}), groups },
+        { ...(individual ? { individual } : {}), groups, tpmChallenge: partition.tpmChallenge ?? null },
         this.ports.clock(),
       );
     } catch (err) {

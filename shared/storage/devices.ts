@@ -19,6 +19,8 @@ import { firstPage, isStatus } from './tables';
 
 const ENROLLMENT = 'enrollment';
 const REGISTRATION = 'registration';
+/** The latest TPM challenge, sealed (attestation/tpm/challengeStore.ts). */
+export const TPM_CHALLENGE = 'tpmChallenge';
 /** The events of the device's deleted registration states. */
 const ARCHIVE = 'events';
 
@@ -73,6 +75,8 @@ export interface StoredRegistration {
 export interface DevicePartition {
   enrollment?: Versioned<IndividualEnrollment>;
   registration?: Versioned<StoredRegistration>;
+  /** The sealed TPM challenge row, if any: read with the rest, so a TPM attestation costs no extra round trip. */
+  tpmChallenge?: string;
 }
 
 /** Events committed with a registration write, under the operation's outbox marker (outbox.ts). */
@@ -119,6 +123,7 @@ export class DeviceRepository {
     for await (const row of rows) {
       if (row.rowKey === ENROLLMENT) result.enrollment = await this.enrollments.fromEntity(row);
       else if (row.rowKey === REGISTRATION) result.registration = toRegistration(row);
+      else if (row.rowKey === TPM_CHALLENGE && typeof row.sealed === 'string') result.tpmChallenge = row.sealed;
     }
     return result;
   }

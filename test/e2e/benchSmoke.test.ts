@@ -68,8 +68,9 @@ describe('npm run bench, smoke size', () => {
       expect(s.perSecond).toBeGreaterThan(0);
       // The cost model: one partition query, a claim (first registrations only) and one write per registration, one
       // query per poll (a group-cache refresh may add a read now and then).
-      // TPM: the challenge PUT (partition query, challenge write), then the signed PUT (+ a challenge point read).
-      const writes = s.scenario.startsWith('re-registration') ? 2 : s.scenario.startsWith('TPM') ? 6 : 3;
+      // TPM: the challenge PUT (partition query, challenge write), then the signed PUT (its partition query brings the
+      // challenge).
+      const writes = s.scenario.startsWith('re-registration') ? 2 : s.scenario.startsWith('TPM') ? 5 : 3;
       if (s.unit === 'registration') expect(path).toBeGreaterThanOrEqual(writes);
       // Background reads a scenario's window may catch: each of the three per-instance caches (groups, configuration,
       // CA certificates) refreshes at most once per 5 s TTL, and the events sweep (every 10 s on the dev host) queries

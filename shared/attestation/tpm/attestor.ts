@@ -50,7 +50,7 @@ export class TpmAttestor implements Attestor {
     // Checked as for any SAS (the symmetric-key attestor gives the same answers for an unknown ID).
     assertTokenFor(token, resourceOf(request), now, this.maxSasLifetimeSeconds);
     try {
-      return await this.verify(token, enrollment, enrolledEk, now);
+      return await this.verify(token, enrollment, enrolledEk, candidates.tpmChallenge, now);
     } catch (err) {
       // A bare SAS (a poll) did not show the enrolled EK: answer as the symmetric-key attestor answers a SAS for an
       // unknown ID, so a SAS made up for any ID does not reveal TPM enrollments. With the EK, the reason is told.
@@ -108,9 +108,10 @@ export class TpmAttestor implements Attestor {
     token: SasToken,
     enrollment: IndividualEnrollment,
     ek: TpmPublicKey,
+    sealed: string | null | undefined,
     now: Date,
   ): Promise<Attestation> {
-    const latest = await this.challenges.latest(enrollment.registrationId);
+    const latest = await this.challenges.latest(enrollment.registrationId, sealed);
     if (!latest) {
       throw unauthorized(
         'No TPM challenge was issued for this registration: send the endorsement key without Authorization first.',

@@ -4,9 +4,8 @@ import type { TableClient } from '@azure/data-tables';
 
 import { registrationKey } from '../../domain/registrationId';
 import type { SecretBox } from '../../secrets/envelope';
+import { TPM_CHALLENGE as ROW } from '../../storage/devices';
 import { isStatus } from '../../storage/tables';
-
-const ROW = 'tpmChallenge';
 
 export interface TpmChallenge {
   /** base64 of the HMAC key the device's TPM imports from the challenge: it signs the device's SAS tokens. */
@@ -23,7 +22,11 @@ export interface TpmChallenge {
 export interface TpmChallengeStore {
   /** Replaces the registration's challenge: only the latest one is valid. */
   save(registrationId: string, challenge: TpmChallenge): Promise<void>;
-  latest(registrationId: string): Promise<TpmChallenge | undefined>;
+  /**
+   * `sealed`: the challenge row as the device partition's read returned it (null: there was none), so the check costs
+   * no round trip of its own; undefined: read it now.
+   */
+  latest(registrationId: string, sealed?: string | null): Promise<TpmChallenge | undefined>;
 }
 
 export class TableTpmChallengeStore implements TpmChallengeStore {
@@ -41,7 +44,9 @@ export class TableTpmChallengeStore implements TpmChallengeStore {
     await this.table.upsertEntity(entity, 'Replace');
   }
 
-  async latest(registrationId: string): Promise<TpmChallenge | undefined> {
+  async latest(registrationId: string, sealed?: string | null): Promise<TpmChallenge | undefined> {
+    if (sealed === null) return undefined;
+    if (sealed !== undefined) return this.secrets.open<TpmChallenge>(sealed);
     try {
       const row = await this.table.getEntity<{ sealed: string }>(registrationKey(registrationId), ROW);
       return await this.secrets.open<TpmChallenge>(row.sealed);
