@@ -28,17 +28,17 @@ export interface BenchReport {
   /** CPU time of one X.509 chain verification in the driver process; null when skipped. */
   x509Verification: X509CpuResult | null;
   /**
-   * Per concurrency and registration scenario: registrations/s with events ÷ without (same run; with several rounds,
-   * of the rounds' totals: all registrations ÷ all their time, per side).
+   * Per concurrency and registration scenario: registrations/s with events ÷ without, from the events comparison (both
+   * hosts up, the devices in slices run in alternating order): of the totals, all registrations ÷ all their time.
    */
   eventsRatios: {
     concurrency: number;
     scenario: string;
     ratio: number;
-    /** Passes per side. */
-    rounds: number;
-    /** Each round's own ratio, in run order. */
-    roundRatios: number[];
+    /** Slices per side. */
+    slices: number;
+    /** Each slice's own ratio, in run order. */
+    sliceRatios: number[];
     /** Device-path Table requests per registration (outbox excluded), with events and without. */
     tripsOn: number;
     tripsOff: number;
@@ -76,7 +76,7 @@ export function eventsRatios(scenarios: readonly ScenarioResult[]): BenchReport[
     const mean = (runs: ScenarioResult[], f: (s: ScenarioResult) => number) =>
       runs.reduce((t, s) => t + f(s), 0) / runs.length;
     const offRate = rate(off);
-    const roundRatios = on.flatMap((s, i) => {
+    const sliceRatios = on.flatMap((s, i) => {
       const o = off[i];
       return o && o.perSecond > 0 ? [s.perSecond / o.perSecond] : [];
     });
@@ -85,8 +85,8 @@ export function eventsRatios(scenarios: readonly ScenarioResult[]): BenchReport[
         concurrency: first.concurrency,
         scenario: first.scenario,
         ratio: offRate > 0 ? rate(on) / offRate : 0,
-        rounds: Math.min(on.length, off.length),
-        roundRatios,
+        slices: Math.min(on.length, off.length),
+        sliceRatios,
         tripsOn: mean(on, (s) => s.tableRequestsPerOp - s.outboxRequestsPerOp),
         tripsOff: mean(off, (s) => s.tableRequestsPerOp - s.outboxRequestsPerOp),
         outboxOn: mean(on, (s) => s.outboxRequestsPerOp),
@@ -198,19 +198,19 @@ export function formatText(report: BenchReport): string {
   if (report.eventsRatios.length > 0) {
     out.push(
       '',
-      'Events: registrations/s with events ÷ the same scenario on a host with DPS_EVENTS=off (same run; target ≥ 0.85;',
-      "over several rounds in alternating order, of their totals, each round's own ratio beside), Table requests per",
-      "registration on the device path (outbox excluded) with and without events, and to the outbox's pending index",
-      'with events (marker write + delete, group-committed: under 2 once requests overlap)',
+      'Events: registrations/s with events ÷ the same scenario on a host with DPS_EVENTS=off (target ≥ 0.85), both hosts',
+      'up, the devices in slices run on each in alternating order (on off, off on, …): the ratio of the totals, each',
+      "slice's own beside it; Table requests per registration on the device path (outbox excluded) with and without",
+      "events, and to the outbox's pending index with events (marker write + delete, group-committed)",
     );
     out.push(
       table(
-        ['scenario', 'conc', 'on ÷ off', 'rounds', 'path trips on', 'path trips off', 'outbox on'],
+        ['scenario', 'conc', 'on ÷ off', 'slices', 'path trips on', 'path trips off', 'outbox on'],
         report.eventsRatios.map((r) => [
           r.scenario,
           String(r.concurrency),
           f(r.ratio, 2),
-          r.roundRatios.map((x) => f(x, 2)).join(' '),
+          r.sliceRatios.map((x) => f(x, 2)).join(' '),
           f(r.tripsOn, 2),
           f(r.tripsOff, 2),
           f(r.outboxOn, 2),

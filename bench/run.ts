@@ -32,6 +32,8 @@ import type { BenchReport } from './report';
 import { eventsRatios, formatText, ratios } from './report';
 import type { LevelContext, ScenarioResult } from './scenarios';
 import { PLANNED, SCENARIOS, SYMMETRIC_GROUP_SCENARIO } from './scenarios';
+
+const REGISTRATION_SCENARIOS = SCENARIOS.filter((s) => s.unit === 'registration');
 import { deriveKey, seedEnrollments, seedX509Group } from './seed';
 import { measureX509Verification } from './x509Cpu';
 import type { BenchWebhook } from './webhook';
@@ -113,7 +115,7 @@ async function main(): Promise<number> {
     if (options.keyVault) env.keyVault = await startKeyVaultBench(certs);
     const tables = new TablesCeiling(azurite.connectionString);
     const scenarios: ScenarioResult[] = [];
-    /** Further passes of the registration scenarios with events on and off, for the events ratio only. */
+    /** The events comparison's slices, both sides (compareEvents): the events ratio. */
     const eventPasses: ScenarioResult[] = [];
     const ceiling: CeilingResult[] = [];
     const keyVaultLevels: KeyVaultLevel[] = [];
@@ -123,17 +125,11 @@ async function main(): Promise<number> {
         if (level.ceiling) ceiling.push(level.ceiling);
         scenarios.push(...level.scenarios);
         if (env.keyVault) keyVaultLevels.push(await runKeyVaultLevel(env, env.keyVault, tables, concurrency));
-        // The same registrations on a host with DPS_EVENTS=off: the cost of events, in the same run. Further rounds
-        // alternate the order (on off, off on, on off, …) so that a machine getting faster or slower over the run
-        // does not favour either side.
+        // The same registrations on a host with DPS_EVENTS=off (the table's rows), and the events ratio measured
+        // with both hosts up, slice by slice in alternating order (compareEvents).
         if (options.eventsOff) {
           scenarios.push(...(await runLevel(env, tables, concurrency, { events: false })).scenarios);
-          for (let round = 1; round < options.eventsRounds; round++) {
-            for (const events of round % 2 === 1 ? [false, true] : [true, false]) {
-              const pass = await runLevel(env, tables, concurrency, { events, registrationsOnly: true, round });
-              eventPasses.push(...pass.scenarios);
-            }
-          }
+          eventPasses.push(...(await compareEvents(env, concurrency, options.eventsChunks)));
         }
       }
     } finally {
@@ -159,7 +155,7 @@ async function main(): Promise<number> {
       scenarios,
       ceiling,
       ratios: ratios(scenarios, ceiling),
-      eventsRatios: eventsRatios([...scenarios, ...eventPasses]),
+      eventsRatios: eventsRatios(eventPasses),
       bulkCreate,
       x509Verification,
       coldImport,
@@ -235,24 +231,25 @@ interface LevelOptions {
   beforeScenarios?: () => void;
   /** DPS_EVENTS on the host (default on). */
   events?: boolean;
-  /** Only the registration scenarios (no raw ceiling, polls): always so with events off. */
-  registrationsOnly?: boolean;
-  /** A further round of the events comparison (tables of its own). */
+  /** The events comparison's hosts (tables of their own). */
   round?: number;
 }
 
-async function runLevel(
-  env: RunEnvironment,
-  tables: TablesCeiling,
-  concurrency: number,
-  level: LevelOptions,
-): Promise<{ scenarios: ScenarioResult[]; ceiling?: CeilingResult }> {
+/** A host with its tables seeded for one level, and the devices and client to drive it. */
+interface OpenLevel {
+  ctx: LevelContext;
+  settings: Record<string, string>;
+  ids: (kind: string) => string[];
+  warmDevice: (id: string) => Device;
+  close(): Promise<void>;
+}
+
+async function openLevel(env: RunEnvironment, concurrency: number, level: LevelOptions): Promise<OpenLevel> {
   const { options, azurite } = env;
-  const { keyVault, beforeScenarios, events = true, round = 0 } = level;
-  const registrationsOnly = level.registrationsOnly === true || !events;
+  const { keyVault, events = true, round = 0 } = level;
   log(
     `— concurrency ${concurrency}${keyVault ? ', Key Vault provider' : ''}${events ? '' : ', events off'}` +
-      `${round > 0 ? `, round ${round + 1}` : ''} —`,
+      `${round > 0 ? `, events comparison` : ''} —`,
   );
   const prefix = `benchc${concurrency}${keyVault ? 'kv' : ''}${events ? '' : 'off'}${round > 0 ? `r${round}` : ''}`;
   const { host, settings } = await startHost(env, prefix, keyVault, events);
@@ -284,7 +281,7 @@ async function runLevel(
         `enrollments and ${x509.length} device certificates in ${((performance.now() - seedStarted) / 1000).toFixed(1)} s`,
     );
 
-    const groupDevice = (id: string): Device => device(host.idScope, id, deriveKey(seeded.groupKey, id));
+    const warmDevice = (id: string): Device => device(host.idScope, id, deriveKey(seeded.groupKey, id));
     const ctx: LevelContext = {
       concurrency,
       client: new DeviceClient(host.deviceEndpoint, host.idScope, env.ca, concurrency),
@@ -292,7 +289,7 @@ async function runLevel(
       azurite,
       individual: ids('ind').map((id) => device(host.idScope, id, seeded.individualKeys.get(id) ?? '')),
       tpm: tpmDevices,
-      group: ids('grp').map(groupDevice),
+      group: ids('grp').map(warmDevice),
       x509: x509
         .slice(0, options.devices)
         .map(({ registrationId, tls }) => ({ registrationId, tls, authorization: '' })),
@@ -303,34 +300,102 @@ async function runLevel(
       webhook: env.webhook,
       operations: new Map<string, string>(),
     };
-    try {
-      if (registrationsOnly) {
-        await warmUp(ctx, options.warmup, groupDevice);
-        const scenarios: ScenarioResult[] = [];
-        for (const scenario of SCENARIOS.filter((s) => s.unit === 'registration')) {
-          scenarios.push({ ...(await scenario.run(ctx)), events });
-        }
-        return { scenarios: withWebhookShare(scenarios) };
-      }
-      const ceiling = await tables.measure(concurrency, options.devices, settings, ids('ind'), options.ceilingRuns);
-      const runs = (op: CeilingResult['upsert']) =>
-        `${op.perSecond.toFixed(0)}/s (runs ${op.runs.map((r) => r.toFixed(0)).join('/')}, spread ${(op.spread * 100).toFixed(0)}%)`;
-      log(
-        `raw tables c=${concurrency}: upsert ${runs(ceiling.upsert)}, get ${runs(ceiling.get)}, ` +
-          `partition query ${ceiling.query.perSecond.toFixed(0)}/s`,
-      );
-      // Warm-up right before the scenarios: idle pooled connections close after ~5 s (Azurite, hub emulator).
-      await warmUp(ctx, options.warmup, groupDevice);
-      beforeScenarios?.();
+    return {
+      ctx,
+      settings,
+      ids,
+      warmDevice,
+      close: async () => {
+        ctx.client.close();
+        await host.stop();
+      },
+    };
+  } catch (err) {
+    await host.stop();
+    throw err;
+  }
+}
+
+async function runLevel(
+  env: RunEnvironment,
+  tables: TablesCeiling,
+  concurrency: number,
+  level: LevelOptions,
+): Promise<{ scenarios: ScenarioResult[]; ceiling?: CeilingResult }> {
+  const { options } = env;
+  const { beforeScenarios, events = true } = level;
+  const open = await openLevel(env, concurrency, level);
+  const { ctx, settings, ids, warmDevice } = open;
+  try {
+    if (!events) {
+      await warmUp(ctx, options.warmup, warmDevice);
       const scenarios: ScenarioResult[] = [];
-      for (const scenario of SCENARIOS) scenarios.push(await scenario.run(ctx));
-      return { scenarios: withWebhookShare(scenarios), ceiling };
+      for (const scenario of REGISTRATION_SCENARIOS) scenarios.push({ ...(await scenario.run(ctx)), events });
+      return { scenarios: withWebhookShare(scenarios) };
+    }
+    const ceiling = await tables.measure(concurrency, options.devices, settings, ids('ind'), options.ceilingRuns);
+    const runs = (op: CeilingResult['upsert']) =>
+      `${op.perSecond.toFixed(0)}/s (runs ${op.runs.map((r) => r.toFixed(0)).join('/')}, spread ${(op.spread * 100).toFixed(0)}%)`;
+    log(
+      `raw tables c=${concurrency}: upsert ${runs(ceiling.upsert)}, get ${runs(ceiling.get)}, ` +
+        `partition query ${ceiling.query.perSecond.toFixed(0)}/s`,
+    );
+    // Warm-up right before the scenarios: idle pooled connections close after ~5 s (Azurite, hub emulator).
+    await warmUp(ctx, options.warmup, warmDevice);
+    beforeScenarios?.();
+    const scenarios: ScenarioResult[] = [];
+    for (const scenario of SCENARIOS) scenarios.push(await scenario.run(ctx));
+    return { scenarios: withWebhookShare(scenarios), ceiling };
+  } finally {
+    await open.close();
+  }
+}
+
+/**
+ * The cost of events, measured so that the machine's drift cannot favour a side: a host with events and one without
+ * (tables of their own) run each registration scenario in `chunks` slices of the devices, alternating which host goes
+ * first (on off, off on, …), seconds apart. Returns each slice's result, both sides, in run order.
+ */
+async function compareEvents(env: RunEnvironment, concurrency: number, chunks: number): Promise<ScenarioResult[]> {
+  const on = await openLevel(env, concurrency, { events: true, round: 1 });
+  try {
+    const off = await openLevel(env, concurrency, { events: false, round: 1 });
+    try {
+      await warmUp(on.ctx, env.options.warmup, on.warmDevice);
+      await warmUp(off.ctx, env.options.warmup, off.warmDevice);
+      const results: ScenarioResult[] = [];
+      for (const scenario of REGISTRATION_SCENARIOS) {
+        for (let k = 0; k < chunks; k++) {
+          for (const side of k % 2 === 0 ? [on, off] : [off, on]) {
+            const result = await scenario.run(slice(side.ctx, k, chunks));
+            results.push({ ...result, events: side === on });
+          }
+        }
+      }
+      return results;
     } finally {
-      ctx.client.close();
+      await off.close();
     }
   } finally {
-    await host.stop();
+    await on.close();
   }
+}
+
+/** The k-th of n slices of every device list of a level. */
+function slice(ctx: LevelContext, k: number, n: number): LevelContext {
+  const part = <T>(list: readonly T[]): T[] => {
+    const size = Math.ceil(list.length / n);
+    return list.slice(k * size, (k + 1) * size);
+  };
+  return {
+    ...ctx,
+    individual: part(ctx.individual),
+    group: part(ctx.group),
+    tpm: part(ctx.tpm),
+    x509: part(ctx.x509),
+    x509Forwarded: part(ctx.x509Forwarded),
+    custom: part(ctx.custom),
+  };
 }
 
 /**

@@ -30,6 +30,8 @@ import { isStatus } from '../storage/tables';
 export const SHARDS = 8;
 /** Requests per marker. */
 const MARKER_PARTS = 100;
+/** How long a new marker waits for more requests to join it before its write starts. */
+const MARKER_LINGER_MS = 3;
 /** Marker deletes per transaction (the Table limit), and how long a settled marker waits for others to join it. */
 const DELETE_BATCH = 100;
 const DELETE_AFTER_MS = 1000;
@@ -488,13 +490,14 @@ class MarkerWriter {
     const batch = last && last.parts.length < MARKER_PARTS ? last : this.newBatch();
     batch.parts.push(part);
     batch.open++;
-    // After the current turn of the event loop: requests that arrived together share the write.
+    // A moment later: the requests that arrive meanwhile share the write. The marker is needed only at the first
+    // commit, after the partition read, attestation and allocation, so the wait stays off the device's path.
     if (!this.writing && !this.scheduled) {
       this.scheduled = true;
-      setImmediate(() => {
+      setTimeout(() => {
         this.scheduled = false;
         this.writeNext();
-      });
+      }, MARKER_LINGER_MS);
     }
     return batch;
   }
