@@ -7,7 +7,7 @@ export type CrashPoint = 'marker' | 'commit' | 'send';
 let armed: { point: string; left: number } | null | undefined;
 
 export function crashPoint(point: CrashPoint): void {
-  armed ??= parse(process.env.DPS_TEST_CRASH_AFTER);
+  if (armed === undefined) armed = parse(process.env.DPS_TEST_CRASH_AFTER); // once: null means unarmed
   if (armed?.point !== point) return;
   if (--armed.left <= 0) process.kill(process.pid, 'SIGKILL');
 }

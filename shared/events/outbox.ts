@@ -35,8 +35,9 @@ const MARKER_LINGER_MS = 3;
 /** Marker deletes per transaction (the Table limit), and how long a settled marker waits for others to join it. */
 const DELETE_BATCH = 100;
 const DELETE_AFTER_MS = 1000;
-/** Events handed to the sink per send. */
+/** Events handed to the sink per send, and how long the sender waits for more when it has fewer. */
 const SEND_CHUNK = 500;
+const SEND_LINGER_MS = 10;
 /** The sweep reads a registration marker's devices from a little before the marker (clock adjustments). */
 const CLOCK_SLACK_MS = 60_000;
 /** Device rows the sweep reads at once. */
@@ -401,6 +402,18 @@ export class Outbox {
     return { events: found.flat(), confirmedAll: false, ...(moved ? { cursor: JSON.stringify(sent) } : {}) };
   }
 
+  /** Waits `ms`, or less if close() wakes it. */
+  private async sleep(ms: number): Promise<void> {
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      this.wake = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+    this.wake = undefined;
+  }
+
   private enqueue(item: QueueItem): boolean {
     if (this.closed || this.queuedEvents + item.events.length > (this.options.queueLimit ?? 10_000)) return false;
     this.queue.push(item);
@@ -415,6 +428,9 @@ export class Outbox {
   /** Sends the queue in chunks; a failure backs off (exponentially, up to 30 s) and retries the same events. */
   private async pump(): Promise<void> {
     while (this.queue.length > 0) {
+      // A moment for more to arrive (a registration's outcome follows its `accepted` by about a hub call): fewer,
+      // fuller sends — one Event Hubs batch per device rather than two, one file write for many registrations.
+      if (this.queuedEvents < SEND_CHUNK && !this.closed) await this.sleep(SEND_LINGER_MS);
       const items: QueueItem[] = [];
       let count = 0;
       while (this.queue.length > 0 && count < SEND_CHUNK) {
@@ -432,14 +448,7 @@ export class Outbox {
         this.backoffMs = Math.min(Math.max(this.backoffMs * 2, 250), 30_000);
         this.queue.unshift(...items);
         if (this.closed) return; // left to the sweep
-        await new Promise<void>((resolve) => {
-          const timer = setTimeout(resolve, this.backoffMs);
-          this.wake = () => {
-            clearTimeout(timer);
-            resolve();
-          };
-        });
-        this.wake = undefined;
+        await this.sleep(this.backoffMs);
         if (this.closed) return;
         continue;
       }

@@ -70,8 +70,7 @@ describe('Outbox → Event Hubs double: an outage during a burst loses nothing',
           committed.push(...events);
         }),
       );
-      await new Promise((r) => setTimeout(r, 500));
-      expect(outbox.stats.sendFailures).toBeGreaterThan(0);
+      await expect.poll(() => outbox.stats.sendFailures, { timeout: 15_000, interval: 50 }).toBeGreaterThan(0);
       double.setOutage(false);
       await outbox.drain();
       await outbox.sweep(); // markers whose delete raced the outage are re-sent: duplicates, same id
