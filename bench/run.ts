@@ -231,8 +231,8 @@ interface LevelOptions {
   beforeScenarios?: () => void;
   /** DPS_EVENTS on the host (default on). */
   events?: boolean;
-  /** The events comparison's hosts (tables of their own). */
-  round?: number;
+  /** A host of the events comparison (compareEvents): tables of their own. */
+  comparison?: boolean;
 }
 
 /** A host with its tables seeded for one level, and the devices and client to drive it. */
@@ -246,12 +246,12 @@ interface OpenLevel {
 
 async function openLevel(env: RunEnvironment, concurrency: number, level: LevelOptions): Promise<OpenLevel> {
   const { options, azurite } = env;
-  const { keyVault, events = true, round = 0 } = level;
+  const { keyVault, events = true, comparison = false } = level;
   log(
     `— concurrency ${concurrency}${keyVault ? ', Key Vault provider' : ''}${events ? '' : ', events off'}` +
-      `${round > 0 ? `, events comparison` : ''} —`,
+      `${comparison ? ', events comparison' : ''} —`,
   );
-  const prefix = `benchc${concurrency}${keyVault ? 'kv' : ''}${events ? '' : 'off'}${round > 0 ? `r${round}` : ''}`;
+  const prefix = `benchc${concurrency}${keyVault ? 'kv' : ''}${events ? '' : 'off'}${comparison ? 'cmp' : ''}`;
   const { host, settings } = await startHost(env, prefix, keyVault, events);
   try {
     const ids = (kind: string) =>
@@ -357,9 +357,9 @@ async function runLevel(
  * first (on off, off on, …), seconds apart. Returns each slice's result, both sides, in run order.
  */
 async function compareEvents(env: RunEnvironment, concurrency: number, chunks: number): Promise<ScenarioResult[]> {
-  const on = await openLevel(env, concurrency, { events: true, round: 1 });
+  const on = await openLevel(env, concurrency, { events: true, comparison: true });
   try {
-    const off = await openLevel(env, concurrency, { events: false, round: 1 });
+    const off = await openLevel(env, concurrency, { events: false, comparison: true });
     try {
       await warmUp(on.ctx, env.options.warmup, on.warmDevice);
       await warmUp(off.ctx, env.options.warmup, off.warmDevice);

@@ -165,9 +165,10 @@ export class DeviceRepository {
         ''
       ).toLowerCase(),
     };
-    if (events && adding.length > 0) await events.ticket.ready; // normally written long ago, alongside the read
+    const ticket = adding.length > 0 ? events?.ticket : undefined;
+    await ticket?.ready; // normally written long ago, alongside the read
     // Young events the cap pushes out may not be sent yet: once this write lands, only the index can still name them.
-    const carried = events && history.pushedOut.length > 0 ? await events.ticket.carry(history.pushedOut) : undefined;
+    const carried = ticket && history.pushedOut.length > 0 ? await ticket.carry(history.pushedOut) : undefined;
     let etag: string;
     try {
       const response =
@@ -181,10 +182,10 @@ export class DeviceRepository {
       if (isStatus(err, 404, 409, 412)) throw conflict('Precondition failed.');
       throw err;
     }
-    if (events && adding.length > 0) {
+    if (ticket) {
       crashPoint('commit');
       carried?.committed(); // they go again (same IDs)
-      events.ticket.committed(adding);
+      ticket.committed(adding);
     }
     const { events: _, ...rest } = value;
     return { value: { ...rest, ...(history.events !== undefined ? { events: history.events } : {}) }, etag };
@@ -246,15 +247,9 @@ export class DeviceRepository {
   }
 
   /** The partition's registration row and the events of its deleted registration states. */
-  private async eventRows(partitionKey: string): Promise<{
-    registration?: TableEntityResult<RegistrationEntity>;
-    archive?: TableEntityResult<RegistrationEntity>;
-  }> {
+  private async eventRows(partitionKey: string): Promise<EventRows> {
     const filter = odata`PartitionKey eq ${partitionKey} and (RowKey eq ${REGISTRATION} or RowKey eq ${ARCHIVE})`;
-    const found: {
-      registration?: TableEntityResult<RegistrationEntity>;
-      archive?: TableEntityResult<RegistrationEntity>;
-    } = {};
+    const found: EventRows = {};
     for await (const row of this.table.listEntities<RegistrationEntity>({ queryOptions: { filter } })) {
       if (row.rowKey === REGISTRATION) found.registration = row;
       else found.archive = row;
@@ -275,6 +270,11 @@ export class DeviceRepository {
       ...(page.continuationToken ? { continuationToken: page.continuationToken } : {}),
     };
   }
+}
+
+interface EventRows {
+  registration?: TableEntityResult<RegistrationEntity>;
+  archive?: TableEntityResult<RegistrationEntity>;
 }
 
 /**
