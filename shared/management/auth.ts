@@ -19,8 +19,9 @@ export interface AuthorizerPorts {
 export class ServiceAuthorizer {
   constructor(private readonly ports: AuthorizerPorts) {}
 
+  /** The request's policy has `right` (a request whose token was not checked yet is authenticated first). */
   async require(request: ServiceRequest, right: Right): Promise<void> {
-    const policy = await this.authenticate(request);
+    const policy = request.policy ?? (await this.authenticate(request));
     if (!policy.rights.includes(right)) {
       throw unauthorized(`The access policy '${policy.name}' does not have the '${right}' right this operation needs.`);
     }

@@ -1,6 +1,7 @@
 // The service-API request context: authorization, conditional and paging headers, and the JSON body.
 import type { HttpRequest } from '@azure/functions';
 
+import type { AccessPolicy } from '../domain/serviceConfig';
 import { badRequest, invalidContinuationToken } from '../errors';
 import { isPlainObject, readJson } from '../http/request';
 
@@ -13,6 +14,8 @@ export interface ServiceRequest {
   authorization: string | null;
   /** The Host header: the service host name a token's `sr` must name when none is configured. */
   host: string | undefined;
+  /** The access policy whose key signed the token, when it was checked before the body was read. */
+  policy?: AccessPolicy;
   ifMatch?: string;
   pageSize: number;
   continuationToken?: string;
@@ -25,14 +28,15 @@ export interface ServiceRequest {
  */
 export async function serviceRequest(
   request: HttpRequest,
-  authenticate: (head: Pick<ServiceRequest, 'authorization' | 'host'>) => Promise<unknown>,
+  authenticate: (head: Pick<ServiceRequest, 'authorization' | 'host'>) => Promise<AccessPolicy>,
 ): Promise<ServiceRequest> {
   const head = { authorization: request.headers.get('authorization'), host: request.headers.get('host') ?? undefined };
-  await authenticate(head);
+  const policy = await authenticate(head);
   const ifMatch = request.headers.get('if-match')?.trim();
   const continuation = request.headers.get('x-ms-continuation')?.trim();
   return {
     ...head,
+    policy,
     ...(ifMatch ? { ifMatch } : {}),
     pageSize: pageSize(request.headers.get('x-ms-max-item-count')),
     ...(continuation ? { continuationToken: continuationToken(continuation) } : {}),
